@@ -1,0 +1,285 @@
+"""Deliver the outbox: claim due messages per target, send them, record each outcome."""
+
+import logging
+import os
+import threading
+import uuid
+from datetime import timedelta
+
+from peewee import SQL, fn
+
+from . import fulfillment_orders, outbox, store
+from .errors import NotFound
+from .models import OutboxMessage
+from .service_client import Answer, DeliveryError, client_for
+from .times import utcnow
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
+ANSWER_CHARS = 500
+# A lease outlives one send: requests applies the timeout to the connect and to
+# each read separately, so a send can take about twice the timeout, plus slack
+# for the database round trips around it.
+LEASE_MARGIN_SECONDS = 30
+
+
+def targets_of(settings):
+    """Return every configured target: each service key, and `notifications` if it has a URL."""
+    targets = list(settings.services)
+    if settings.notifications_url:
+        targets.append(outbox.NOTIFICATIONS)
+    return targets
+
+
+def claimable(target, now):
+    """Select the target's messages that are due and not behind an earlier one of the same FO."""
+    earlier = OutboxMessage.alias()
+    blocking = earlier.select(SQL("1")).where(
+        (earlier.target == OutboxMessage.target)
+        & (earlier.fulfillment_order_id == OutboxMessage.fulfillment_order_id)
+        & (earlier.id < OutboxMessage.id)
+        & earlier.status.in_(("pending", "sending"))
+    )
+    due = (OutboxMessage.status == "pending") & (OutboxMessage.next_attempt_at <= now)
+    abandoned = (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now)
+    return (
+        OutboxMessage.select()
+        .where((OutboxMessage.target == target) & (due | abandoned) & ~fn.EXISTS(blocking))
+        .order_by(OutboxMessage.id)
+    )
+
+
+class Dispatcher:
+    """Send due outbox messages, each target on its own so one slow service delays no other."""
+
+    def __init__(self, settings, targets=None):
+        self.settings = settings
+        self.targets = list(targets_of(settings) if targets is None else targets)
+        self.clients = {}
+        for target in self.targets:
+            client = client_for(settings, target)
+            if client is None:
+                raise ValueError(f"outbox target {target!r} is not configured")
+            self.clients[target] = client
+        self._stopping = threading.Event()
+        self._wakes = {target: threading.Event() for target in self.targets}
+        self._threads = []
+
+    def lease_seconds(self, target):
+        """Return how long a claim on one of the target's messages lasts."""
+        return 2 * self.clients[target].timeout_seconds + LEASE_MARGIN_SECONDS
+
+    def claim(self, target, now):
+        """Mark up to batch_size due messages of `target` as sending under a fresh lease; return them."""
+        token = uuid.uuid4().hex
+        lease_until = now + timedelta(seconds=self.lease_seconds(target))
+        with store.transaction():
+            query = claimable(target, now).limit(self.settings.batch_size)
+            if store.is_postgres():
+                query = query.for_update(skip_locked=True)
+            messages = list(query)
+            if messages:
+                OutboxMessage.update(
+                    status="sending", lease_token=token, lease_until=lease_until
+                ).where(OutboxMessage.id.in_([message.id for message in messages])).execute()
+        for message in messages:
+            message.status, message.lease_token, message.lease_until = "sending", token, lease_until
+        return messages
+
+    def _renew(self, message, now):
+        """Extend the lease before sending; False if another worker has taken the message over."""
+        lease_until = now + timedelta(seconds=self.lease_seconds(message.target))
+        with store.transaction():
+            renewed = (
+                OutboxMessage.update(lease_until=lease_until)
+                .where(
+                    (OutboxMessage.id == message.id)
+                    & (OutboxMessage.lease_token == message.lease_token)
+                )
+                .execute()
+            )
+        if renewed:
+            message.lease_until = lease_until
+        return renewed == 1
+
+    def deliver(self, message, now):
+        """Send one claimed message and record the outcome; return whether it was sent."""
+        if not self._renew(message, now):
+            log.info("message %s was taken over by another worker; not sending", message.message_id)
+            return False
+        try:
+            outcome = self.clients[message.target].post(message, now)
+        except DeliveryError as exc:
+            outcome = exc
+        self.record(message, outcome, now)
+        return True
+
+    def record(self, message, outcome, now):
+        """Save an Answer or DeliveryError for a claimed message; False if the lease was lost."""
+        schedule = self.settings.retry_schedule
+        attempts = message.attempts + 1
+        if isinstance(outcome, Answer):
+            status_code, retry_after = outcome.status_code, outcome.retry_after_seconds
+            answer = outcome.text_excerpt[:ANSWER_CHARS]
+            retryable = status_code in RETRYABLE_STATUS_CODES or 500 <= status_code <= 599
+        else:
+            status_code, retry_after, answer, retryable = None, None, outcome.reason, True
+        changes = {
+            "attempts": attempts,
+            "last_status_code": status_code,
+            "last_answer": answer,
+            "lease_token": None,
+            "lease_until": None,
+        }
+        if status_code is not None and 200 <= status_code <= 299:
+            changes.update(status="delivered", finished_at=now)
+        elif retryable and attempts < len(schedule):
+            wait = max(schedule[attempts], retry_after or 0)
+            changes.update(status="pending", next_attempt_at=now + timedelta(seconds=wait))
+        else:
+            changes.update(status="failed", finished_at=now)
+        with store.transaction():
+            updated = (
+                OutboxMessage.update(**changes)
+                .where(
+                    (OutboxMessage.id == message.id)
+                    & (OutboxMessage.lease_token == message.lease_token)
+                    & (OutboxMessage.status == "sending")
+                )
+                .execute()
+            )
+            if updated != 1:
+                log.warning(
+                    "message %s was taken over by another worker; its outcome is not recorded",
+                    message.message_id,
+                )
+                return False
+            for field, value in changes.items():
+                setattr(message, field, value)
+            if message.status == "failed":
+                self._undo(message, answer or f"HTTP {status_code}", now)
+        self._log(message)
+        return True
+
+    def _undo(self, message, answer, now):
+        """Undo what a failed message promised, in the transaction that marks it failed."""
+        if message.order_id is None:
+            return
+        try:
+            fulfillment_orders.message_failed(message, answer, now)
+        except NotFound:
+            log.warning("order %s of failed message %s no longer exists",
+                        message.order_id, message.message_id)
+
+    def _log(self, message):
+        if message.status == "delivered":
+            log.info("message %s (%s) delivered to %s", message.message_id, message.type, message.target)
+        elif message.status == "pending":
+            log.warning(
+                "message %s (%s) to %s: attempt %d failed (%s), next at %s",
+                message.message_id, message.type, message.target, message.attempts,
+                message.last_status_code or message.last_answer, message.next_attempt_at,
+            )
+        else:
+            log.error(
+                "message %s (%s) to %s failed after %d attempts (%s)",
+                message.message_id, message.type, message.target, message.attempts,
+                message.last_status_code or message.last_answer,
+            )
+
+    def run_target(self, target, clock):
+        """Send the target's due messages until none is left; return how many were sent."""
+        sent = 0
+        while not self._stopping.is_set():
+            messages = self.claim(target, clock())
+            for message in messages:
+                if self._stopping.is_set():
+                    # Unsent claims go back to others once their lease runs out.
+                    break
+                sent += self.deliver(message, clock())
+            # An empty claim means nothing is due; a short one may have unblocked the
+            # next message of an FO, so look again.
+            if not messages:
+                break
+        return sent
+
+    def run_once(self, now=None):
+        """Send every message due now, target by target; return how many were sent."""
+        def clock():
+            return utcnow() if now is None else now
+
+        return sum(self.run_target(target, clock) for target in self.targets)
+
+    def start(self):
+        """Start one daemon thread per target, woken by commits or every poll_seconds."""
+        self._stopping.clear()
+        self._threads = [
+            threading.Thread(target=self._work, args=(target,), name=f"outbox-{target}", daemon=True)
+            for target in self.targets
+        ]
+        self._threads.append(
+            threading.Thread(target=self._wake_on_commit, name="outbox-waker", daemon=True)
+        )
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout=None):
+        """Ask the threads to stop and wait up to `timeout` seconds for each."""
+        self._stopping.set()
+        for wake in self._wakes.values():
+            wake.set()
+        # Wakes the waker thread; to other dispatchers this is a harmless spurious wake-up.
+        outbox.committed.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        if not self._threads:
+            for client in self.clients.values():
+                client.close()
+
+    def _wake_on_commit(self):
+        # One thread turns the process-wide event into one wake-up per target, so a
+        # target's thread clearing it can never hide a commit from another target.
+        while not self._stopping.is_set():
+            if outbox.committed.wait(self.settings.poll_seconds):
+                outbox.committed.clear()
+                for wake in self._wakes.values():
+                    wake.set()
+
+    def _work(self, target):
+        wake = self._wakes[target]
+        while not self._stopping.is_set():
+            wake.clear()
+            try:
+                with store.database.connection_context():
+                    self.run_target(target, utcnow)
+            except Exception:
+                log.exception("outbox dispatcher for %s failed; trying again", target)
+            wake.wait(self.settings.poll_seconds)
+
+
+_in_process = None
+_in_process_lock = threading.Lock()
+
+
+def ensure_started(settings):
+    """Start this process's in-app dispatcher unless it runs already or is disabled; return it."""
+    global _in_process
+    if not settings.in_app_dispatcher:
+        return None
+    with _in_process_lock:
+        # A forked worker (gunicorn) inherits the parent's globals but not its threads.
+        if _in_process is None or _in_process[0] != os.getpid():
+            _in_process = (os.getpid(), Dispatcher(settings).start())
+        return _in_process[1]
+
+
+def stop_in_process(timeout=None):
+    """Stop this process's in-app dispatcher if one runs."""
+    global _in_process
+    with _in_process_lock:
+        running, _in_process = _in_process, None
+    if running is not None and running[0] == os.getpid():
+        running[1].stop(timeout)

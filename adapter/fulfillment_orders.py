@@ -1,0 +1,513 @@
+"""Merchant actions on fulfillment orders (SPEC 2.3), each one transaction with its event and message."""
+
+from . import derived, outbox, settings, shipments, store, timeline, transitions
+from .errors import InvalidTransition, ValidationFailed
+from .guards import locked_fulfillment_order, locked_order
+from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, MerchantRequest
+
+INVENTORY_WARNING = (
+    "Check inventory counts: the fulfillment service may already have picked, restocked or "
+    "shipped some of these items."
+)
+
+
+def new_fulfillment_order(order, service, now, status="open", fulfill_at=None, hold=None):
+    """Create an empty FO of `service` (None = merchant-managed) for the order."""
+    config = settings.service(service) if service else None
+    return FulfillmentOrder.create(
+        order=order,
+        service=service,
+        workflow=config.workflow if config else None,
+        status=status,
+        request_status="unsubmitted",
+        fulfill_at=fulfill_at,
+        hold_reason=hold["reason"] if hold else None,
+        hold_note=hold.get("note") if hold else None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def apply(fo, action, now):
+    """Move `fo` to the result of `action` in the transition table (checked beforehand)."""
+    status, request_status = transitions.TRANSITIONS[action].result
+    if status is not None:
+        fo.status = status
+    if request_status is not None:
+        fo.request_status = request_status
+    fo.updated_at = now
+    fo.save()
+
+
+def move_to_new_fo(order, fo, moves, now):
+    """Move [(fo_line, quantity)] of `fo` onto a new open, unsubmitted FO; return it or None."""
+    moves = [(line, quantity) for line, quantity in moves if quantity > 0]
+    if not moves:
+        return None
+    new_fo = new_fulfillment_order(order, fo.service, now)
+    for line, quantity in moves:
+        FulfillmentOrderLine.create(
+            fulfillment_order=new_fo, line_item=line.line_item_id, quantity=quantity
+        )
+        line.quantity -= quantity
+        if line.quantity == 0:
+            line.delete_instance()
+        else:
+            line.save()
+    return new_fo
+
+
+def tell_service(order, fo, message_type, data, now, *, actor="merchant", message=None,
+                 request=None, event_data=None):
+    """Queue a message to the FO's service and record the event of the same name."""
+    outbox.enqueue(
+        fo.service,
+        message_type,
+        data,
+        now,
+        order_id=order.id,
+        fulfillment_order_id=fo.id,
+        request_id=request.id if request else None,
+    )
+    timeline.record(
+        order,
+        message_type,
+        now,
+        actor=actor,
+        fulfillment_order=fo,
+        message=message,
+        data=event_data if event_data is not None else (
+            {"request_id": request.id} if request else {}
+        ),
+    )
+
+
+def _request_lines(fo):
+    lines = (
+        FulfillmentOrderLine.select(FulfillmentOrderLine, LineItem)
+        .join(LineItem)
+        .where(FulfillmentOrderLine.fulfillment_order == fo.id)
+        .order_by(FulfillmentOrderLine.id)
+    )
+    return [
+        {
+            "id": line.id,
+            "line_item_id": line.line_item_id,
+            "sku": line.line_item.sku,
+            "title": line.line_item.title,
+            "quantity": line.remaining_quantity,
+        }
+        for line in lines
+        if line.remaining_quantity > 0
+    ]
+
+
+def submit(order, fo, now, *, message=None, notify_customer=False, actor="merchant"):
+    """Send the FO's remaining lines to its service as a new fulfillment request."""
+    lines = _request_lines(fo)
+    request = MerchantRequest.create(
+        fulfillment_order=fo,
+        kind="fulfillment_request",
+        message=message,
+        status="submitted",
+        sent_at=now,
+        line_items=lines,
+    )
+    fo.current_request_id = request.id
+    apply(fo, "request_fulfillment", now)
+    tell_service(
+        order,
+        fo,
+        "fulfillment_request.submitted",
+        {
+            "request_id": request.id,
+            "fulfillment_order": {
+                "id": fo.id,
+                "order_id": order.id,
+                "order_name": order.name,
+                "destination": order.shipping_address,
+                "line_items": lines,
+            },
+            "message": message,
+            "notify_customer": bool(notify_customer),
+        },
+        now,
+        actor=actor,
+        message=message,
+        request=request,
+        event_data={"request_id": request.id, "service": fo.service, "line_items": lines},
+    )
+    return request
+
+
+def request_fulfillment(fo_id, payload, now):
+    """Ask the FO's service to fulfill it, or part of it; return (submitted FO, remainder FO)."""
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        remaining = shipments.remaining_of(fo)
+        transitions.check(fo, "request_fulfillment", now, remaining)
+        unsubmitted = None
+        if payload.get("line_items") is not None:
+            chosen = shipments.select_lines(fo, payload["line_items"], over_is_conflict=False)
+            if not chosen:
+                raise ValidationFailed({"line_items": ["Request at least one unit."]})
+            asked = {line.id: quantity for line, quantity in chosen}
+            moves = [
+                (line, line.remaining_quantity - asked.get(line.id, 0))
+                for line in FulfillmentOrderLine.select().where(
+                    FulfillmentOrderLine.fulfillment_order == fo.id
+                )
+            ]
+            unsubmitted = move_to_new_fo(order, fo, moves, now)
+        submit(
+            order,
+            fo,
+            now,
+            message=payload.get("message"),
+            notify_customer=payload.get("notify_customer", False),
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo, unsubmitted
+
+
+def auto_fulfill(order, now):
+    """Request fulfillment of every open FO whose service fulfills paid orders automatically."""
+    for fo in FulfillmentOrder.select().where(FulfillmentOrder.order == order.id):
+        config = settings.service(fo.service) if fo.service else None
+        if config is None or not config.auto_fulfill:
+            continue
+        if transitions.is_allowed(fo, "request_fulfillment", now, shipments.remaining_of(fo)):
+            submit(order, fo, now, actor="system")
+    derived.refresh(order, now, {derived.FULFILLMENT})
+
+
+def current_request(fo, kind):
+    """Return the FO's latest merchant request of `kind`, or None."""
+    return (
+        MerchantRequest.select()
+        .where((MerchantRequest.fulfillment_order == fo.id) & (MerchantRequest.kind == kind))
+        .order_by(MerchantRequest.id.desc())
+        .first()
+    )
+
+
+def _close_request(request, status, now, answer=None):
+    if request is not None:
+        request.status = status
+        request.answered_at = now
+        request.answer_message = answer
+        request.save()
+
+
+def cancel_request(fo_id, payload, now):
+    """Withdraw a request the service has not accepted yet; tell the service."""
+    message = payload.get("message")
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "cancel_fulfillment_request", now)
+        request = current_request(fo, "fulfillment_request")
+        request.status = "withdrawn"
+        request.save()
+        apply(fo, "cancel_fulfillment_request", now)
+        tell_service(
+            order,
+            fo,
+            "fulfillment_request.withdrawn",
+            {"request_id": request.id, "fulfillment_order_id": fo.id, "message": message},
+            now,
+            message=message,
+            request=request,
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo
+
+
+def request_cancellation(fo_id, payload, now):
+    """Ask the service to cancel an accepted request."""
+    message = payload.get("message")
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "request_cancellation", now)
+        request = MerchantRequest.create(
+            fulfillment_order=fo,
+            kind="cancellation_request",
+            message=message,
+            status="submitted",
+            sent_at=now,
+        )
+        apply(fo, "request_cancellation", now)
+        tell_service(
+            order,
+            fo,
+            "cancellation_request.submitted",
+            {"request_id": request.id, "fulfillment_order_id": fo.id, "message": message},
+            now,
+            message=message,
+            request=request,
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo
+
+
+def revert(fo_id, payload, now):
+    """Take back an FO whose cancellation the service could not report; return (FO, kept FO)."""
+    message = payload.get("message")
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "revert_to_unfulfilled", now)
+        kept = None
+        if payload.get("line_items") is not None:
+            chosen = shipments.select_lines(fo, payload["line_items"], over_is_conflict=False)
+            if not chosen:
+                raise ValidationFailed({"line_items": ["Revert at least one unit."]})
+            if sum(quantity for _, quantity in chosen) < shipments.remaining_of(fo):
+                kept, fo = fo, move_to_new_fo(order, fo, chosen, now)
+        if kept is None:
+            _close_request(current_request(fo, "cancellation_request"), "reverted", now)
+            _close_request(current_request(fo, "fulfillment_request"), "reverted", now)
+            apply(fo, "revert_to_unfulfilled", now)
+        tell_service(
+            order,
+            kept or fo,
+            "fulfillment_order.reverted",
+            {
+                "fulfillment_order_id": (kept or fo).id,
+                "message": message,
+                "line_items": None
+                if kept is None
+                else [
+                    {"line_item_id": line.line_item_id, "quantity": line.quantity}
+                    for line in fo.lines
+                ],
+            },
+            now,
+            message=message,
+            event_data={
+                "warnings": [INVENTORY_WARNING],
+                "reverted_to_fulfillment_order_id": fo.id,
+            },
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo, kept, [INVENTORY_WARNING]
+
+
+def mark_fulfilled(fo_id, payload, now):
+    """Record a shipment the merchant made; return (fulfillment, FO)."""
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "mark_as_fulfilled", now, shipments.remaining_of(fo))
+        chosen = shipments.select_lines(fo, payload.get("line_items"), over_is_conflict=True)
+        fulfillment = shipments.record_fulfillment(
+            order, fo, chosen, now, created_by="merchant", tracking=payload.get("tracking")
+        )
+        if shipments.remaining_of(fo) == 0:
+            fo.status = "closed"
+        fo.updated_at = now
+        fo.save()
+        notification = (
+            shipments.notify_customer(order, fulfillment, now)
+            if payload.get("notify_customer")
+            else None
+        )
+        timeline.record(
+            order,
+            "fulfillment.created",
+            now,
+            actor="merchant",
+            fulfillment_order=fo,
+            data={
+                "fulfillment_id": fulfillment.id,
+                "line_items": [
+                    {"line_item_id": line.line_item_id, "quantity": quantity}
+                    for line, quantity in chosen
+                ],
+                "tracking": shipments.tracking_of(fulfillment),
+                "customer_notification": notification,
+            },
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fulfillment, fo
+
+
+def hold(fo_id, payload, now):
+    """Put an FO on hold with a reason and note."""
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "hold", now, shipments.remaining_of(fo))
+        fo.hold_reason = payload["reason"]
+        fo.hold_note = payload.get("note")
+        apply(fo, "hold", now)
+        timeline.record(
+            order,
+            "fulfillment_order.held",
+            now,
+            actor="merchant",
+            fulfillment_order=fo,
+            message=fo.hold_note,
+            data={"reason": fo.hold_reason},
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo
+
+
+def release_hold(fo_id, now):
+    """Release an FO's hold."""
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "release_hold", now)
+        reason = fo.hold_reason
+        fo.hold_reason = fo.hold_note = None
+        apply(fo, "release_hold", now)
+        timeline.record(
+            order,
+            "fulfillment_order.hold_released",
+            now,
+            actor="merchant",
+            fulfillment_order=fo,
+            data={"reason": reason},
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo
+
+
+def open_early(fo_id, now):
+    """Open a scheduled FO before its `fulfill_at` ("fulfill now")."""
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "open", now)
+        apply(fo, "open", now)
+        timeline.record(
+            order, "fulfillment_order.opened", now, actor="merchant", fulfillment_order=fo
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo
+
+
+def send_message(fo_id, payload, now):
+    """Send a note to the FO's service (never to the customer)."""
+    message = payload["message"]
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        transitions.check(fo, "send_message", now)
+        tell_service(
+            order,
+            fo,
+            "merchant.message",
+            {"fulfillment_order_id": fo.id, "message": message},
+            now,
+            message=message,
+        )
+    return fo
+
+
+def acknowledge(fo_id, now):
+    """Clear `needs_attention` once the merchant has looked; doing it twice changes nothing."""
+    with store.transaction():
+        order, fo = locked_fulfillment_order(fo_id)
+        if fo.needs_attention:
+            fo.needs_attention = False
+            fo.updated_at = now
+            fo.save()
+            timeline.record(
+                order, "fulfillment_order.acknowledged", now, actor="merchant", fulfillment_order=fo
+            )
+            derived.refresh(order, now, {derived.FULFILLMENT})
+    return fo
+
+
+def message_failed(message, answer, now):
+    """Undo what a message that could not be delivered promised, and say so on the timeline."""
+    with store.transaction():
+        order = locked_order(message.order_id)
+        fo = FulfillmentOrder.get_or_none(FulfillmentOrder.id == message.fulfillment_order_id)
+        request = MerchantRequest.get_or_none(MerchantRequest.id == message.request_id)
+        undone = None
+        if (
+            message.type == "fulfillment_request.submitted"
+            and fo is not None
+            and fo.current_request_id == message.request_id
+            and transitions.is_allowed(fo, "fail_request", now)
+        ):
+            apply(fo, "fail_request", now)
+            _close_request(request, "failed", now, answer)
+            undone = "fulfillment_order back to open / unsubmitted"
+        elif (
+            message.type == "cancellation_request.submitted"
+            and fo is not None
+            and transitions.is_allowed(fo, "fail_cancellation_request", now)
+        ):
+            apply(fo, "fail_cancellation_request", now)
+            _close_request(request, "failed", now, answer)
+            undone = "fulfillment_order back to accepted"
+        timeline.record(
+            order,
+            f"{message.type.split('.')[0]}.failed"
+            if message.type.endswith(".submitted")
+            else "message.failed",
+            now,
+            actor="system",
+            fulfillment_order=fo,
+            message=answer,
+            data={
+                "message_id": message.message_id,
+                "type": message.type,
+                "target": message.target,
+                "status_code": message.last_status_code,
+                "attempts": message.attempts,
+                "undone": undone,
+            },
+        )
+        derived.refresh(order, now, {derived.FULFILLMENT})
+
+
+RESTORED_BY_RETRY = {
+    # message type: (state the failure left, state a resend puts back, request kind)
+    "fulfillment_request.submitted": (("open", "unsubmitted"), ("in_progress", "submitted"),
+                                      "fulfillment_request"),
+    "cancellation_request.submitted": (("in_progress", "accepted"),
+                                       ("in_progress", "cancellation_requested"),
+                                       "cancellation_request"),
+}
+
+
+def message_retried(message, now):
+    """Put back what a failed message's failure undid, so it can be sent again.
+
+    Call inside the transaction that re-queues the message. A request whose FO
+    has moved on since (requested again, cancelled, shipped) cannot be resent:
+    InvalidTransition says so and nothing changes.
+    """
+    if message.type not in RESTORED_BY_RETRY or message.order_id is None:
+        return
+    failed_state, restored_state, kind = RESTORED_BY_RETRY[message.type]
+    order = locked_order(message.order_id)
+    fo = FulfillmentOrder.get_or_none(FulfillmentOrder.id == message.fulfillment_order_id)
+    request = MerchantRequest.get_or_none(MerchantRequest.id == message.request_id)
+    current = current_request(fo, kind) if fo is not None else None
+    if (
+        fo is None
+        or request is None
+        or current is None
+        or current.id != request.id
+        or request.status != "failed"
+        or (fo.status, fo.request_status) != failed_state
+    ):
+        raise InvalidTransition(
+            f"Message {message.message_id} cannot be sent again: its fulfillment order has "
+            "moved on since it failed. Send a new request instead."
+        )
+    fo.status, fo.request_status = restored_state
+    fo.updated_at = now
+    fo.save()
+    request.status = "submitted"
+    request.answered_at = request.answer_message = None
+    request.save()
+    timeline.record(
+        order,
+        f"{kind}.resubmitted",
+        now,
+        actor="system",
+        fulfillment_order=fo,
+        data={"message_id": message.message_id, "request_id": request.id},
+    )
+    derived.refresh(order, now, {derived.FULFILLMENT})

@@ -1,0 +1,88 @@
+"""Inbound webhooks: every verified delivery kept, each applied once, redeliveries answered alike."""
+
+import hashlib
+
+import peewee
+
+from . import service_events, store
+from .errors import IdempotencyConflict
+from .models import WebhookDelivery, WebhookReceipt
+
+# Credentials are not kept; neither is the signature: it was verified on arrival, and a
+# replay signs afresh with the current secret.
+UNKEPT_HEADERS = ("authorization", "cookie", "proxy-authorization", "webhook-signature")
+
+
+def digest(body):
+    """Return the SHA-256 hex digest of a raw body."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def _keep(service, webhook_id, headers, body, now, status, code):
+    WebhookDelivery.create(
+        service=service,
+        webhook_id=webhook_id,
+        headers={k.lower(): v for k, v in headers.items() if k.lower() not in UNKEPT_HEADERS},
+        body=body,
+        received_at=now,
+        outcome_status=status,
+        outcome_code=code,
+    )
+
+
+def _replay(receipt, body):
+    if receipt.body_sha256 != digest(body):
+        raise IdempotencyConflict(
+            f"webhook-id {receipt.webhook_id} was already applied with a different body."
+        )
+    return receipt.response_status, receipt.response_body
+
+
+def earlier_answer(service, webhook_id, body):
+    """Return (status, body) remembered for an applied delivery, or None; a changed body is a 422."""
+    receipt = WebhookReceipt.get_or_none(
+        (WebhookReceipt.service == service) & (WebhookReceipt.webhook_id == webhook_id)
+    )
+    return _replay(receipt, body) if receipt is not None else None
+
+
+def apply(service, webhook_id, headers, body, event_type, data, now, respond):
+    """Apply a verified delivery once; return (status, response body, replayed).
+
+    `respond(fo, fulfillment)` renders the answer inside the transaction, so the
+    remembered answer is exactly the state this delivery produced.
+    """
+    try:
+        with store.transaction():
+            if store.is_postgres():
+                # Identical deliveries racing each other queue here instead of both applying.
+                store.database.execute_sql(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{service}\n{webhook_id}",)
+                )
+            earlier = earlier_answer(service, webhook_id, body)
+            if earlier is not None:
+                _keep(service, webhook_id, headers, body, now, earlier[0], "replayed")
+                return (*earlier, True)
+            fo, fulfillment = service_events.HANDLERS[event_type](service, data, now)
+            status, text = respond(fo, fulfillment)
+            WebhookReceipt.create(
+                service=service,
+                webhook_id=webhook_id,
+                body_sha256=digest(body),
+                response_status=status,
+                response_body=text,
+                applied_at=now,
+            )
+            _keep(service, webhook_id, headers, body, now, status, "applied")
+    except peewee.IntegrityError:
+        earlier = earlier_answer(service, webhook_id, body)
+        if earlier is None:
+            raise
+        return (*earlier, True)
+    return status, text, False
+
+
+def keep_delivery(service, webhook_id, headers, body, now, status, code):
+    """Keep a verified delivery that was not applied (rejected, or answered from memory)."""
+    with store.transaction():
+        _keep(service, webhook_id, headers, body, now, status, code)

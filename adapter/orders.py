@@ -1,0 +1,304 @@
+"""Order intake, edits, cancellation and archiving."""
+
+import peewee
+
+from . import derived, payments, settings, shipments, store, timeline, transitions
+from .errors import InvalidTransition, ValidationFailed
+from .fulfillment_orders import new_fulfillment_order
+from .guards import ensure_not_in_progress, locked_order
+from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Order
+from .money import parse_amount
+from .times import rfc3339, to_naive_utc
+
+
+def _check_services(lines, field):
+    errors = {}
+    for index, line in enumerate(lines):
+        key = line.get("fulfillment_service")
+        if key is not None and settings.service(key) is None:
+            errors[f"{field}.{index}.fulfillment_service"] = [f"Unknown fulfillment service {key!r}."]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _prices(lines, currency, field):
+    errors, prices = {}, []
+    for index, line in enumerate(lines):
+        try:
+            prices.append(parse_amount(line["price"], currency))
+        except ValueError as exc:
+            errors[f"{field}.{index}.price"] = [str(exc)]
+    if errors:
+        raise ValidationFailed(errors)
+    return prices
+
+
+def create_order(payload, now):
+    """Import an order; return (order, created). A known `external_id` returns the stored order."""
+    external_id = payload.get("external_id")
+    if external_id is not None:
+        existing = Order.get_or_none(Order.external_id == external_id)
+        if existing is not None:
+            return existing, False
+    currency = payload["currency"]
+    lines = payload["line_items"]
+    _check_services(lines, "line_items")
+    prices = _prices(lines, currency, "line_items")
+    fulfill_at = to_naive_utc(payload.get("fulfill_at"))
+    hold = payload.get("hold")
+    if hold and fulfill_at and fulfill_at > now:
+        raise ValidationFailed({"hold": ["An order scheduled for later cannot also be on hold."]})
+    try:
+        with store.transaction():
+            order = _insert_order(payload, lines, prices, fulfill_at, hold, now)
+            for index, tx in enumerate(payload.get("transactions") or []):
+                payments.apply_transaction(order, tx, now, field=f"transactions.{index}")
+            timeline.record(
+                order,
+                "order.created",
+                now,
+                actor="merchant",
+                message=hold.get("note") if hold else None,
+                data={
+                    "line_items": len(lines),
+                    "fulfillment_orders": [fo.id for fo in order.fulfillment_orders],
+                    "hold": hold,
+                    "fulfill_at": rfc3339(payload.get("fulfill_at")),
+                    "transactions": len(payload.get("transactions") or []),
+                },
+            )
+            derived.refresh(order, now)
+            payments.after_payment_change(order, was_paid=False, now=now)
+    except peewee.IntegrityError:
+        # Another request imported the same external_id a moment earlier.
+        existing = Order.get_or_none(Order.external_id == external_id) if external_id else None
+        if existing is None:
+            raise
+        return existing, False
+    return order, True
+
+
+def _insert_order(payload, lines, prices, fulfill_at, hold, now):
+    order = Order.create(
+        name=payload.get("name") or "#",
+        external_id=payload.get("external_id"),
+        email=payload.get("email"),
+        currency=payload["currency"],
+        shipping_address=payload.get("shipping_address"),
+        payment_due_at=to_naive_utc(payload.get("payment_due_at")),
+        created_at=now,
+        updated_at=now,
+        total_minor=sum(price * line["quantity"] for price, line in zip(prices, lines, strict=True)),
+        payment_state="pending",
+        fulfillment_state="unfulfilled",
+    )
+    if not payload.get("name"):
+        order.name = f"#{1000 + order.id}"
+        order.save()
+    if hold:
+        status = "on_hold"
+    elif fulfill_at and fulfill_at > now:
+        status = "scheduled"
+    else:
+        status = "open"
+    fos = {}
+    for price, line in zip(prices, lines, strict=True):
+        service = line.get("fulfillment_service")
+        if service not in fos:
+            fos[service] = new_fulfillment_order(order, service, now, status, fulfill_at, hold)
+        item = _create_line(order, line, price)
+        FulfillmentOrderLine.create(
+            fulfillment_order=fos[service], line_item=item, quantity=line["quantity"]
+        )
+    return order
+
+
+def _create_line(order, line, price):
+    return LineItem.create(
+        order=order,
+        sku=line.get("sku"),
+        title=line["title"],
+        quantity=line["quantity"],
+        price_minor=price,
+        fulfillment_service=line.get("fulfillment_service"),
+    )
+
+
+def _open_unsubmitted_fo(order, service, now):
+    fo = (
+        FulfillmentOrder.select()
+        .where(
+            (FulfillmentOrder.order == order.id)
+            & (FulfillmentOrder.service.is_null() if service is None else
+               FulfillmentOrder.service == service)
+            & (FulfillmentOrder.status == "open")
+            & (FulfillmentOrder.request_status == "unsubmitted")
+        )
+        .order_by(FulfillmentOrder.id)
+        .first()
+    )
+    return fo or new_fulfillment_order(order, service, now)
+
+
+def _add_quantity(order, item, quantity, now):
+    fo = _open_unsubmitted_fo(order, item.fulfillment_service, now)
+    fo_line = FulfillmentOrderLine.get_or_none(
+        (FulfillmentOrderLine.fulfillment_order == fo) & (FulfillmentOrderLine.line_item == item)
+    )
+    if fo_line is None:
+        FulfillmentOrderLine.create(fulfillment_order=fo, line_item=item, quantity=quantity)
+    else:
+        fo_line.quantity += quantity
+        fo_line.save()
+
+
+def _remove_quantity(item, quantity):
+    """Take unfulfilled quantity off the FOs that are not with a service."""
+    fo_lines = (
+        FulfillmentOrderLine.select(FulfillmentOrderLine, FulfillmentOrder)
+        .join(FulfillmentOrder)
+        .where(
+            (FulfillmentOrderLine.line_item == item)
+            & FulfillmentOrder.status.in_(["open", "scheduled", "on_hold", "incomplete"])
+        )
+        .order_by(FulfillmentOrderLine.id.desc())
+    )
+    for fo_line in fo_lines:
+        if quantity == 0:
+            break
+        taken = min(quantity, fo_line.remaining_quantity)
+        fo_line.quantity -= taken
+        quantity -= taken
+        if fo_line.quantity == 0:
+            fo_line.delete_instance()
+        else:
+            fo_line.save()
+        fo = fo_line.fulfillment_order
+        if shipments.remaining_of(fo) == 0:
+            # Nothing left to ship here: the FO is done, as if its last unit had shipped.
+            fo.status = "closed"
+            fo.save()
+
+
+def edit_order(order_id, changes, now):
+    """Edit contact details, line quantities and add lines; return the order."""
+    with store.transaction():
+        order = locked_order(order_id)
+        if order.cancelled_at is not None:
+            raise InvalidTransition("A cancelled order cannot be edited.")
+        ensure_not_in_progress(order, "edit the order")
+        record = {}
+        for key in ("email", "shipping_address"):
+            if key in changes:
+                setattr(order, key, changes[key])
+                record[key] = changes[key]
+        _edit_quantities(order, changes.get("line_items") or [], now, record)
+        _add_lines(order, changes.get("add_line_items") or [], now, record)
+        order.total_minor = sum(
+            line.price_minor * line.quantity
+            for line in LineItem.select().where(LineItem.order == order.id)
+        )
+        timeline.record(order, "order.edited", now, actor="merchant", data=record)
+        derived.refresh(order, now)
+    return order
+
+
+def _edit_quantities(order, edits, now, record):
+    items = {item.id: item for item in LineItem.select().where(LineItem.order == order.id)}
+    fulfilled = derived_fulfilled(order)
+    errors = {}
+    seen = set()
+    for index, edit in enumerate(edits):
+        item = items.get(edit["id"])
+        if item is None:
+            errors[f"line_items.{index}.id"] = ["No such line item on this order."]
+        elif item.id in seen:
+            errors[f"line_items.{index}.id"] = ["Line item listed twice."]
+        elif edit["quantity"] < fulfilled.get(item.id, 0):
+            errors[f"line_items.{index}.quantity"] = [
+                f"Cannot go below the {fulfilled[item.id]} already fulfilled."
+            ]
+        seen.add(edit["id"])
+    if errors:
+        raise ValidationFailed(errors)
+    for edit in edits:
+        item = items[edit["id"]]
+        delta = edit["quantity"] - item.quantity
+        if delta > 0:
+            _add_quantity(order, item, delta, now)
+        elif delta < 0:
+            _remove_quantity(item, -delta)
+        if delta:
+            record.setdefault("quantities", {})[str(item.id)] = [item.quantity, edit["quantity"]]
+            item.quantity = edit["quantity"]
+            item.save()
+
+
+def _add_lines(order, lines, now, record):
+    if not lines:
+        return
+    _check_services(lines, "add_line_items")
+    prices = _prices(lines, order.currency, "add_line_items")
+    added = []
+    for price, line in zip(prices, lines, strict=True):
+        item = _create_line(order, line, price)
+        _add_quantity(order, item, line["quantity"], now)
+        added.append(item.id)
+    record["added_line_items"] = added
+
+
+def derived_fulfilled(order):
+    """Return {line_item_id: fulfilled quantity} for the order."""
+    fulfilled = {}
+    query = (
+        FulfillmentOrderLine.select()
+        .join(FulfillmentOrder)
+        .where(FulfillmentOrder.order == order.id)
+    )
+    for fo_line in query:
+        fulfilled[fo_line.line_item_id] = (
+            fulfilled.get(fo_line.line_item_id, 0) + fo_line.fulfilled_quantity
+        )
+    return fulfilled
+
+
+def cancel_order(order_id, reason, refund, now):
+    """Cancel: void an open authorization, refund if asked, cancel what remains to ship."""
+    with store.transaction():
+        order = locked_order(order_id)
+        if order.cancelled_at is not None:
+            raise InvalidTransition("The order is already cancelled.")
+        ensure_not_in_progress(order, "cancel the order")
+        money = payments.settle_for_cancel(order, refund, now)
+        cancelled = []
+        for fo in FulfillmentOrder.select().where(FulfillmentOrder.order == order.id):
+            remaining = sum(line.remaining_quantity for line in fo.lines)
+            if remaining > 0 and transitions.is_allowed(fo, "cancel_with_order", now):
+                fo.status = "cancelled"
+                fo.updated_at = now
+                fo.save()
+                cancelled.append(fo.id)
+        order.cancelled_at = now
+        order.cancel_reason = reason
+        timeline.record(
+            order,
+            "order.cancelled",
+            now,
+            actor="merchant",
+            message=reason,
+            data={"fulfillment_orders_cancelled": cancelled, **money},
+        )
+        derived.refresh(order, now)
+    return order
+
+
+def set_archived(order_id, archived, now):
+    """Archive or unarchive; doing it twice changes nothing and records nothing."""
+    with store.transaction():
+        order = locked_order(order_id)
+        if order.archived != archived:
+            order.archived = archived
+            kind = "order.archived" if archived else "order.unarchived"
+            timeline.record(order, kind, now, actor="merchant")
+            derived.refresh(order, now, changed=())
+    return order

@@ -1,0 +1,147 @@
+"""Transactions: authorizations, captures, sales, refunds and voids, with every amount checked."""
+
+from . import derived, store, timeline
+from .errors import InvalidTransition, ValidationFailed
+from .fulfillment_orders import auto_fulfill
+from .guards import ensure_not_in_progress, locked_order
+from .models import Return, Transaction
+from .money import format_amount, parse_amount
+from .times import to_naive_utc
+
+
+def _invalid(field, message):
+    return ValidationFailed({field: [message]})
+
+
+def _amount(payload, order, field):
+    if payload.get("amount") is None:
+        raise _invalid(field, "Missing data for required field.")
+    try:
+        minor = parse_amount(payload["amount"], order.currency)
+    except ValueError as exc:
+        raise _invalid(field, str(exc)) from None
+    if minor == 0:
+        raise _invalid(field, "Must be greater than zero.")
+    return minor
+
+
+def apply_transaction(order, payload, now, field=None):
+    """Check a transaction against the order's money and store it (inside a transaction).
+
+    `field` prefixes the names in validation errors (`transactions.0` at intake).
+    """
+    prefix = f"{field}." if field else ""
+    kind = payload["kind"]
+    facts = derived.payment_facts_of(order)
+    captures = sum(
+        tx.amount_minor
+        for tx in Transaction.select().where(
+            (Transaction.order == order.id) & (Transaction.kind == "capture")
+        )
+    )
+    if order.cancelled_at is not None and kind in ("authorization", "capture", "sale"):
+        raise InvalidTransition("The order is cancelled; it cannot take new payments.")
+    amount_field = f"{prefix}amount"
+    if kind == "void":
+        if facts.captured > 0:
+            raise _invalid(f"{prefix}kind", "A captured payment cannot be voided; refund it.")
+        if facts.authorized == 0:
+            raise _invalid(f"{prefix}kind", "There is no authorization to void.")
+        if facts.voided:
+            raise _invalid(f"{prefix}kind", "The authorization is already voided.")
+        amount = facts.authorized
+    else:
+        amount = _amount(payload, order, amount_field)
+    if kind == "authorization":
+        if facts.voided:
+            raise _invalid(f"{prefix}kind", "The authorization was voided.")
+        if facts.authorized + amount > order.total_minor:
+            raise _invalid(amount_field, _beyond("authorized", facts.authorized, order))
+    elif kind == "capture":
+        if facts.authorized == 0:
+            raise _invalid(f"{prefix}kind", "There is no authorization to capture.")
+        if facts.voided:
+            raise _invalid(f"{prefix}kind", "The authorization was voided.")
+        if facts.auth_expires_at is not None and facts.auth_expires_at <= now:
+            raise _invalid(f"{prefix}kind", "The authorization has expired.")
+        if captures + amount > facts.authorized:
+            raise _invalid(
+                amount_field,
+                f"Over-capture: only {format_amount(facts.authorized - captures, order.currency)}"
+                " of the authorization is left to capture.",
+            )
+    elif kind == "sale":
+        if facts.captured + amount > order.total_minor:
+            raise _invalid(amount_field, _beyond("paid", facts.captured, order))
+    elif kind == "refund" and facts.refunded + amount > facts.captured:
+        raise _invalid(
+            amount_field,
+            f"Over-refund: only {format_amount(facts.captured - facts.refunded, order.currency)}"
+            " was paid and not yet refunded.",
+        )
+    return_ = None
+    if payload.get("return_id") is not None:
+        return_ = Return.get_or_none(
+            (Return.id == payload["return_id"]) & (Return.order == order.id)
+        )
+        if return_ is None:
+            raise _invalid(f"{prefix}return_id", "No such return on this order.")
+    return Transaction.create(
+        order=order,
+        kind=kind,
+        amount_minor=amount,
+        expires_at=to_naive_utc(payload.get("expires_at")) if kind == "authorization" else None,
+        return_=return_,
+        created_at=now,
+    )
+
+
+def _beyond(what, already, order):
+    return (
+        f"Exceeds the order total of {format_amount(order.total_minor, order.currency)} "
+        f"({format_amount(already, order.currency)} already {what})."
+    )
+
+
+def add_transaction(order_id, payload, now):
+    """Record a transaction on an order; auto-fulfill if it makes the order paid."""
+    with store.transaction():
+        order = locked_order(order_id)
+        if payload["kind"] == "refund":
+            ensure_not_in_progress(order, "refund")
+        tx = apply_transaction(order, payload, now)
+        timeline.record(
+            order,
+            f"transaction.{tx.kind}",
+            now,
+            actor="merchant",
+            data={
+                "transaction_id": tx.id,
+                "amount": format_amount(tx.amount_minor, order.currency),
+                "return_id": tx.return_id,
+            },
+        )
+        was_paid = derived.refresh(order, now, {derived.PAYMENT})
+        after_payment_change(order, was_paid, now)
+    return order, tx
+
+
+def after_payment_change(order, was_paid, now):
+    """Send fulfillment requests for auto-fulfill services when the order has just become paid."""
+    if was_paid or order.payment_state != "paid" or order.cancelled_at is not None:
+        return
+    auto_fulfill(order, now)
+
+
+def settle_for_cancel(order, refund, now):
+    """Void an open authorization and, if asked, refund what was paid; describe what was done."""
+    facts = derived.payment_facts_of(order)
+    done = {"voided": None, "refunded": None}
+    if facts.authorized > 0 and facts.captured == 0 and not facts.voided:
+        Transaction.create(order=order, kind="void", amount_minor=facts.authorized, created_at=now)
+        done["voided"] = format_amount(facts.authorized, order.currency)
+    if refund and facts.captured > facts.refunded:
+        amount = facts.captured - facts.refunded
+        Transaction.create(order=order, kind="refund", amount_minor=amount, created_at=now)
+        done["refunded"] = format_amount(amount, order.currency)
+    return done

@@ -1,0 +1,147 @@
+"""One HTTP client per outbox target: signs, posts and reads the answer of a message."""
+
+import codecs
+import email.utils
+import importlib.metadata
+from typing import NamedTuple
+
+import requests
+
+from .outbox import NOTIFICATIONS
+from .signing import sign_headers
+from .times import to_naive_utc
+
+EXCERPT_CHARS = 500
+# Enough bytes for the excerpt in any encoding; the rest of a large answer is never read.
+EXCERPT_BYTES = EXCERPT_CHARS * 4
+# Caps a Retry-After so a broken or hostile answer cannot postpone a message indefinitely.
+MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600
+
+
+def _version():
+    try:
+        return importlib.metadata.version("fulfillment-adapter")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
+
+
+USER_AGENT = f"fulfillment-adapter/{_version()}"
+
+
+class Answer(NamedTuple):
+    """What the target answered: status code, Retry-After in seconds (or None), text excerpt."""
+
+    status_code: int
+    retry_after_seconds: float | None
+    text_excerpt: str
+
+
+class DeliveryError(Exception):
+    """The message could not reach the target (timeout, refused connection, TLS error...)."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def retry_after_seconds(value, now):
+    """Return the seconds a Retry-After header (seconds or HTTP-date) asks to wait, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        # Compare lengths first: int() of thousands of digits is slow or refused.
+        if len(value) > len(str(MAX_RETRY_AFTER_SECONDS)):
+            return float(MAX_RETRY_AFTER_SECONDS)
+        return float(min(int(value), MAX_RETRY_AFTER_SECONDS))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    seconds = (to_naive_utc(when) - to_naive_utc(now)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class ServiceClient:
+    """Post signed messages to one target's URL over one keep-alive session."""
+
+    def __init__(self, target, url, secret, timeout_seconds):
+        self.target = target
+        self.url = url
+        self.timeout_seconds = timeout_seconds
+        self._secret = secret
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+
+    def post(self, message, now):
+        """Send `message` signed at `now`; return its Answer or raise DeliveryError."""
+        headers = sign_headers(self._secret, message.message_id, message.body, now)
+        headers["Idempotency-Key"] = message.message_id
+        headers["Content-Type"] = "application/json"
+        try:
+            response = self._session.post(
+                self.url,
+                data=message.body.encode("utf-8"),
+                headers=headers,
+                timeout=self.timeout_seconds,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.Timeout:
+            raise DeliveryError(f"timed out after {self.timeout_seconds:g} s") from None
+        except requests.ConnectionError as exc:
+            raise DeliveryError(f"connection failed ({type(exc).__name__})") from None
+        except requests.RequestException as exc:
+            raise DeliveryError(f"request failed ({type(exc).__name__})") from None
+        with response:
+            return Answer(
+                response.status_code,
+                retry_after_seconds(response.headers.get("Retry-After"), now),
+                _excerpt(response),
+            )
+
+    def close(self):
+        """Close the session's connections."""
+        self._session.close()
+
+
+def _excerpt(response):
+    """Read at most EXCERPT_BYTES of the answer and return its first EXCERPT_CHARS characters."""
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(chunk_size=EXCERPT_BYTES):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= EXCERPT_BYTES:
+                break
+    except requests.RequestException:
+        # The status line already arrived, so the answer stands; only its text is cut short.
+        pass
+    raw = b"".join(chunks)[:EXCERPT_BYTES]
+    try:
+        # Most answers are UTF-8 whatever they declare (requests assumes Latin-1 for
+        # text/* without a charset); final=False tolerates a character cut at the limit.
+        text = codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode(response.encoding or "latin-1", errors="replace")
+        except LookupError:
+            text = raw.decode("latin-1")
+    return text[:EXCERPT_CHARS]
+
+
+def client_for(settings, target):
+    """Return a ServiceClient for a service key or `notifications`, or None if not configured."""
+    if target == NOTIFICATIONS:
+        if not settings.notifications_url:
+            return None
+        return ServiceClient(
+            target,
+            settings.notifications_url,
+            settings.notifications_secret,
+            settings.notifications_timeout_seconds,
+        )
+    service = settings.services.get(target)
+    if service is None:
+        return None
+    return ServiceClient(target, service.url, service.secret, service.timeout_seconds)

@@ -1,0 +1,553 @@
+"""Marshmallow schemas: they validate what comes in, shape what goes out and document both."""
+
+from datetime import UTC, datetime
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from adapter.shipments import SHIPMENT_STATUSES
+
+HOLD_REASONS = (
+    "awaiting_payment",
+    "high_risk_of_fraud",
+    "incorrect_address",
+    "inventory_out_of_stock",
+    "unknown_delivery_date",
+    "online_store_post_purchase_cross_sell",
+    "awaiting_return_items",
+    "other",
+)
+REJECT_REASONS = (
+    "incorrect_address",
+    "inventory_out_of_stock",
+    "ineligible_product",
+    "undeliverable_destination",
+    "invalid_sku",
+    "order_too_large",
+    "other",
+)
+RETURN_REASONS = (
+    "color",
+    "defective",
+    "not_as_described",
+    "size_too_large",
+    "size_too_small",
+    "style",
+    "unwanted",
+    "wrong_item",
+    "unknown",
+    "other",
+)
+TRANSACTION_KINDS = ("authorization", "capture", "sale", "refund", "void")
+MAX_TEXT = 5000
+AMOUNT = r"^[0-9]{1,15}(\.[0-9]{1,3})?$"
+AMOUNT_ERROR = 'Must be a decimal string such as "12.50".'
+MAX_ID = 2**53
+
+
+class UTCDateTime(fields.DateTime):
+    """RFC 3339 out (`...Z`); in, any ISO 8601 time, naive taken as UTC, stored as naive UTC."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        text = value.replace(tzinfo=None).isoformat(timespec="microseconds")
+        return text.removesuffix(".000000") + "Z"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        if not datetime(1970, 1, 1) <= parsed <= datetime(9999, 1, 1):
+            raise ValidationError("Out of range.")
+        return parsed
+
+
+def Text(min=0, max=MAX_TEXT, **kwargs):  # noqa: N802 - reads like a field class
+    """Return a string field with a sane length limit."""
+    return fields.String(validate=validate.Length(min=min, max=max), **kwargs)
+
+
+def Id(**kwargs):  # noqa: N802
+    """Return an integer id field."""
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def Quantity(**kwargs):  # noqa: N802
+    """Return a positive quantity field."""
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000), **kwargs)
+
+
+class StrictSchema(Schema):
+    """Unknown fields are errors: a typo never silently loses data."""
+
+    class Meta:
+        unknown = RAISE
+
+
+# ---- input --------------------------------------------------------------------------------
+
+
+class AddressSchema(StrictSchema):
+    name = Text(max=255, allow_none=True)
+    company = Text(max=255, allow_none=True)
+    address1 = Text(max=255, allow_none=True)
+    address2 = Text(max=255, allow_none=True)
+    city = Text(max=255, allow_none=True)
+    province = Text(max=255, allow_none=True)
+    province_code = Text(max=16, allow_none=True)
+    zip = Text(max=32, allow_none=True)
+    country = Text(max=255, allow_none=True)
+    country_code = Text(max=2, allow_none=True)
+    phone = Text(max=64, allow_none=True)
+
+
+class NewLineItemSchema(StrictSchema):
+    sku = Text(max=255, allow_none=True)
+    title = Text(min=1, max=1000, required=True)
+    quantity = Quantity(required=True)
+    price = fields.String(required=True, validate=validate.Regexp(AMOUNT, error=AMOUNT_ERROR))
+    fulfillment_service = Text(max=64, allow_none=True, load_default=None)
+
+
+class HoldSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.OneOf(HOLD_REASONS))
+    note = Text(allow_none=True)
+
+
+class TransactionInSchema(StrictSchema):
+    kind = fields.String(required=True, validate=validate.OneOf(TRANSACTION_KINDS))
+    amount = fields.String(allow_none=True, validate=validate.Regexp(AMOUNT, error=AMOUNT_ERROR))
+    expires_at = UTCDateTime(allow_none=True)
+    return_id = Id(allow_none=True)
+
+
+class OrderInSchema(StrictSchema):
+    name = Text(max=255, allow_none=True)
+    external_id = Text(max=255, allow_none=True)
+    email = fields.Email(allow_none=True, validate=validate.Length(max=320))
+    currency = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code.")
+    )
+    shipping_address = fields.Nested(AddressSchema, allow_none=True)
+    line_items = fields.List(
+        fields.Nested(NewLineItemSchema), required=True, validate=validate.Length(min=1, max=500)
+    )
+    payment_due_at = UTCDateTime(allow_none=True)
+    fulfill_at = UTCDateTime(allow_none=True)
+    hold = fields.Nested(HoldSchema, allow_none=True)
+    transactions = fields.List(fields.Nested(TransactionInSchema), validate=validate.Length(max=100))
+
+
+class LineQuantitySchema(StrictSchema):
+    id = Id(required=True)
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=1_000_000))
+
+
+class OrderEditSchema(StrictSchema):
+    email = fields.Email(allow_none=True, validate=validate.Length(max=320))
+    shipping_address = fields.Nested(AddressSchema, allow_none=True)
+    line_items = fields.List(fields.Nested(LineQuantitySchema), validate=validate.Length(max=500))
+    add_line_items = fields.List(fields.Nested(NewLineItemSchema), validate=validate.Length(max=500))
+
+
+class CancelOrderSchema(StrictSchema):
+    reason = Text(allow_none=True)
+    refund = fields.Boolean(load_default=False)
+
+
+class ReturnLineInSchema(StrictSchema):
+    line_item_id = Id(required=True)
+    quantity = Quantity(required=True)
+    reason = fields.String(load_default="unknown", validate=validate.OneOf(RETURN_REASONS))
+
+
+class ReturnInSchema(StrictSchema):
+    requested_by = fields.String(required=True, validate=validate.OneOf(("customer", "merchant")))
+    line_items = fields.List(
+        fields.Nested(ReturnLineInSchema), required=True, validate=validate.Length(min=1, max=500)
+    )
+
+
+class FOLineSchema(StrictSchema):
+    id = Id(required=True, metadata={"description": "The FO line id."})
+    quantity = Quantity(required=True)
+
+
+class TrackingSchema(StrictSchema):
+    number = Text(max=255, allow_none=True)
+    company = Text(max=255, allow_none=True)
+    url = fields.URL(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=2000))
+
+
+class FulfillmentRequestSchema(StrictSchema):
+    message = Text(allow_none=True)
+    notify_customer = fields.Boolean(load_default=False)
+    line_items = fields.List(fields.Nested(FOLineSchema), allow_none=True)
+
+
+class MessageOptionalSchema(StrictSchema):
+    message = Text(allow_none=True)
+
+
+class RevertSchema(StrictSchema):
+    message = Text(allow_none=True)
+    line_items = fields.List(fields.Nested(FOLineSchema), allow_none=True)
+
+
+class MarkFulfilledSchema(StrictSchema):
+    line_items = fields.List(fields.Nested(FOLineSchema), allow_none=True)
+    tracking = fields.Nested(TrackingSchema, allow_none=True)
+    notify_customer = fields.Boolean(load_default=False)
+
+
+class HoldInSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.OneOf(HOLD_REASONS))
+    note = Text(allow_none=True)
+
+
+class EmptySchema(StrictSchema):
+    """No fields."""
+
+
+class MessageSchema(StrictSchema):
+    message = Text(min=1, required=True)
+
+
+class CommaList(fields.List):
+    """A query parameter holding comma-separated values (`a,b` = a or b)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("Must be comma-separated values.")
+        items = list(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
+        if not items:
+            raise ValidationError("Give at least one value.")
+        if len(items) > 50:
+            raise ValidationError("Give at most 50 values.")
+        return super()._deserialize(items, attr, data, **kwargs)
+
+
+def _comma_list(choices):
+    return CommaList(fields.String(validate=validate.OneOf(choices)))
+
+
+class OrderQuerySchema(StrictSchema):
+    order_status = _comma_list(("open", "archived", "cancelled"))
+    payment_status = _comma_list(
+        (
+            "voided",
+            "refunded",
+            "partially_refunded",
+            "paid",
+            "partially_paid",
+            "expired",
+            "authorized",
+            "overdue",
+            "pending",
+            "unpaid",
+            "expiring",
+        )
+    )
+    fulfillment_status = _comma_list(
+        ("fulfilled", "partially_fulfilled", "on_hold", "scheduled", "in_progress", "unfulfilled")
+    )
+    return_status = _comma_list(
+        ("return_requested", "inspection_complete", "return_in_progress", "returned")
+    )
+    service = CommaList(fields.String(validate=validate.Length(min=1, max=64)))
+    needs_attention = fields.Boolean()
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=250))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+# ---- webhooks from services -----------------------------------------------------------------
+
+
+class EnvelopeSchema(StrictSchema):
+    type = fields.String(required=True, validate=validate.Length(max=100))
+    timestamp = fields.Raw(load_default=None)
+    data = fields.Dict(required=True)
+
+
+class WebhookSchema(StrictSchema):
+    """Data fields may grow: services can send fields we do not know yet."""
+
+    class Meta:
+        unknown = "exclude"
+
+
+class AcceptedSchema(WebhookSchema):
+    fulfillment_order_id = Id(required=True)
+    request_id = Id(allow_none=True)
+    message = Text(allow_none=True)
+    estimated_shipped_at = UTCDateTime(allow_none=True)
+
+
+class RejectedSchema(WebhookSchema):
+    fulfillment_order_id = Id(required=True)
+    request_id = Id(allow_none=True)
+    reason = fields.String(required=True, validate=validate.OneOf(REJECT_REASONS))
+    message = Text(allow_none=True)
+
+
+class FOMessageOptionalSchema(WebhookSchema):
+    fulfillment_order_id = Id(required=True)
+    message = Text(allow_none=True)
+
+
+class FOMessageSchema(WebhookSchema):
+    fulfillment_order_id = Id(required=True)
+    message = Text(min=1, required=True)
+
+
+class ShipmentLineSchema(WebhookSchema):
+    id = Id(required=True)
+    quantity = Quantity(required=True)
+
+
+class FulfillmentCreatedSchema(WebhookSchema):
+    fulfillment_order_id = Id(required=True)
+    external_id = Text(min=1, max=255, required=True)
+    line_items = fields.List(fields.Nested(ShipmentLineSchema), allow_none=True)
+    tracking = fields.Nested(TrackingSchema, allow_none=True)
+    notify_customer = fields.Boolean(load_default=False)
+    message = Text(allow_none=True)
+
+
+class TrackingUpdatedSchema(WebhookSchema):
+    external_id = Text(min=1, max=255, required=True)
+    tracking = fields.Nested(TrackingSchema, required=True)
+    notify_customer = fields.Boolean(load_default=False)
+
+
+class ShipmentEventSchema(WebhookSchema):
+    external_id = Text(min=1, max=255, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(SHIPMENT_STATUSES))
+    happened_at = UTCDateTime(required=True)
+    message = Text(allow_none=True)
+    estimated_delivery_at = UTCDateTime(allow_none=True)
+    location = fields.Dict(allow_none=True)
+
+
+WEBHOOK_DATA_SCHEMAS = {
+    "fulfillment_request.accepted": AcceptedSchema(),
+    "fulfillment_request.rejected": RejectedSchema(),
+    "cancellation_request.accepted": FOMessageOptionalSchema(),
+    "cancellation_request.rejected": FOMessageOptionalSchema(),
+    "fulfillment.created": FulfillmentCreatedSchema(),
+    "fulfillment.tracking_updated": TrackingUpdatedSchema(),
+    "fulfillment.event": ShipmentEventSchema(),
+    "fulfillment_order.closed": FOMessageOptionalSchema(),
+    "fulfillment_order.message": FOMessageSchema(),
+}
+
+
+# ---- output -------------------------------------------------------------------------------
+
+
+class HoldOutSchema(Schema):
+    reason = fields.String()
+    note = fields.String(allow_none=True)
+
+
+class FOLineOutSchema(Schema):
+    id = fields.Integer()
+    line_item_id = fields.Integer()
+    sku = fields.String(allow_none=True)
+    title = fields.String()
+    quantity = fields.Integer()
+    remaining_quantity = fields.Integer()
+
+
+class MerchantRequestOutSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    message = fields.String(allow_none=True)
+    status = fields.String()
+    sent_at = UTCDateTime()
+    answered_at = UTCDateTime(allow_none=True)
+    answer_message = fields.String(allow_none=True)
+
+
+class FulfillmentOrderOutSchema(Schema):
+    id = fields.Integer()
+    order_id = fields.Integer()
+    service = fields.String(allow_none=True)
+    workflow = fields.String(allow_none=True)
+    status = fields.String()
+    request_status = fields.String()
+    fulfill_at = UTCDateTime(allow_none=True)
+    hold = fields.Nested(HoldOutSchema, allow_none=True)
+    needs_attention = fields.Boolean()
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    line_items = fields.List(fields.Nested(FOLineOutSchema))
+    supported_actions = fields.List(fields.String())
+    merchant_requests = fields.List(fields.Nested(MerchantRequestOutSchema))
+
+
+class TrackingOutSchema(Schema):
+    number = fields.String(allow_none=True)
+    company = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+
+
+class FulfillmentLineOutSchema(Schema):
+    line_item_id = fields.Integer()
+    quantity = fields.Integer()
+
+
+class ShipmentEventOutSchema(Schema):
+    status = fields.String()
+    happened_at = UTCDateTime()
+    message = fields.String(allow_none=True)
+    estimated_delivery_at = UTCDateTime(allow_none=True)
+    location = fields.Dict(allow_none=True)
+
+
+class FulfillmentOutSchema(Schema):
+    id = fields.Integer()
+    order_id = fields.Integer()
+    fulfillment_order_id = fields.Integer()
+    external_id = fields.String(allow_none=True)
+    created_by = fields.String()
+    status = fields.String()
+    shipment_status = fields.String(allow_none=True)
+    estimated_delivery_at = UTCDateTime(allow_none=True)
+    created_at = UTCDateTime()
+    tracking = fields.Nested(TrackingOutSchema)
+    line_items = fields.List(fields.Nested(FulfillmentLineOutSchema))
+    events = fields.List(fields.Nested(ShipmentEventOutSchema))
+
+
+class TransactionOutSchema(Schema):
+    id = fields.Integer()
+    order_id = fields.Integer()
+    kind = fields.String()
+    amount = fields.String()
+    expires_at = UTCDateTime(allow_none=True)
+    return_id = fields.Integer(allow_none=True)
+    created_at = UTCDateTime()
+
+
+class ReturnLineOutSchema(Schema):
+    id = fields.Integer()
+    line_item_id = fields.Integer()
+    quantity = fields.Integer()
+    reason = fields.String()
+
+
+class ReturnOutSchema(Schema):
+    id = fields.Integer()
+    order_id = fields.Integer()
+    status = fields.String()
+    requested_by = fields.String()
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    line_items = fields.List(fields.Nested(ReturnLineOutSchema))
+
+
+class LineItemOutSchema(Schema):
+    id = fields.Integer()
+    sku = fields.String(allow_none=True)
+    title = fields.String()
+    quantity = fields.Integer()
+    price = fields.String()
+    fulfillment_service = fields.String(allow_none=True)
+    fulfilled_quantity = fields.Integer()
+
+
+class OrderOutSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    external_id = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    currency = fields.String()
+    shipping_address = fields.Dict(allow_none=True)
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    cancelled_at = UTCDateTime(allow_none=True)
+    cancel_reason = fields.String(allow_none=True)
+    order_status = fields.List(fields.String())
+    payment_status = fields.String()
+    payment_markers = fields.List(fields.String())
+    fulfillment_status = fields.String()
+    return_status = fields.String(allow_none=True)
+    needs_attention = fields.Boolean()
+    total_price = fields.String()
+    amount_authorized = fields.String()
+    amount_captured = fields.String()
+    amount_refunded = fields.String()
+    payment_due_at = UTCDateTime(allow_none=True)
+    line_items = fields.List(fields.Nested(LineItemOutSchema))
+    fulfillment_orders = fields.List(fields.Nested(FulfillmentOrderOutSchema))
+    fulfillments = fields.List(fields.Nested(FulfillmentOutSchema))
+    transactions = fields.List(fields.Nested(TransactionOutSchema))
+    returns = fields.List(fields.Nested(ReturnOutSchema))
+
+
+class OrderListSchema(Schema):
+    orders = fields.List(fields.Nested(OrderOutSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TimelineEventOutSchema(Schema):
+    id = fields.Integer()
+    at = UTCDateTime()
+    actor = fields.String()
+    kind = fields.String()
+    fulfillment_order_id = fields.Integer(allow_none=True)
+    message = fields.String(allow_none=True)
+    data = fields.Dict()
+
+
+class FulfillmentRequestResultSchema(Schema):
+    submitted_fulfillment_order = fields.Nested(FulfillmentOrderOutSchema)
+    unsubmitted_fulfillment_order = fields.Nested(FulfillmentOrderOutSchema, allow_none=True)
+
+
+class MarkFulfilledResultSchema(Schema):
+    fulfillment = fields.Nested(FulfillmentOutSchema)
+    fulfillment_order = fields.Nested(FulfillmentOrderOutSchema)
+
+
+class RevertResultSchema(Schema):
+    fulfillment_order = fields.Nested(FulfillmentOrderOutSchema)
+    unchanged_fulfillment_order = fields.Nested(FulfillmentOrderOutSchema, allow_none=True)
+    warnings = fields.List(fields.String())
+
+
+class WebhookResultSchema(Schema):
+    status = fields.String()
+    fulfillment_order = fields.Nested(FulfillmentOrderOutSchema)
+    fulfillment = fields.Nested(FulfillmentOutSchema)
+
+
+class FOStateSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    request_status = fields.String()
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem; a 409 also says which FO and in what state, a 500 its request id."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    fulfillment_order_id = fields.Integer()
+    current_status = fields.String()
+    request_status = fields.String()
+    fulfillment_order = fields.Nested(FOStateSchema)
+    request_id = fields.String()
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+

@@ -1,0 +1,107 @@
+"""Starting the adapter: configuration mistakes stop it with one line, init-db is idempotent."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import SECRETS
+
+from adapter import dispatcher
+
+
+def flask(*args, cwd, env_extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("ADAPTER_CONFIG", "DATABASE_URL")}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def project_dir():
+    """The directory holding app.py, where `flask --app app` is run."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[services.acme]\nworkflow = "sideways"\nurl = "https://a.example"\nsecret = "{secret}"\n',
+         "services.acme.workflow"),
+        ('[services.acme]\nworkflow = "new"\nurl = "https://a.example"\n', "services.acme"),
+        ('[services.acme]\nworkflow = "new"\nurl = "not a url"\nsecret = "{secret}"\n',
+         "services.acme.url"),
+        ("[webhooks]\ntolerance = 3\n", "webhooks.tolerance"),
+    ],
+    ids=["unknown-workflow", "missing-secret", "malformed-url", "unknown-key"],
+)
+def test_bad_configuration_stops_start_with_one_line(tmp_path, project_dir, toml, key):
+    config_file = tmp_path / "adapter.toml"
+    config_file.write_text(toml.replace("{secret}", SECRETS["acme"]))
+    result = flask(
+        "init-db",
+        cwd=project_dir,
+        env_extra={
+            "ADAPTER_CONFIG": str(config_file),
+            "DATABASE_URL": f"sqlite:///{tmp_path}/a.db",
+        },
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert len(error_lines) == 1, result.stderr
+    assert str(config_file) in error_lines[0]
+    assert key in error_lines[0]
+
+
+def test_unreadable_config_file_names_the_file(tmp_path, project_dir):
+    missing = tmp_path / "nope.toml"
+    result = flask(
+        "init-db",
+        cwd=project_dir,
+        env_extra={"ADAPTER_CONFIG": str(missing), "DATABASE_URL": f"sqlite:///{tmp_path}/a.db"},
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert str(missing) in result.stderr
+
+
+def test_init_db_twice_is_harmless(tmp_path, project_dir):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/a.db"}
+    first = flask("init-db", cwd=project_dir, env_extra=env)
+    second = flask("init-db", cwd=project_dir, env_extra=env)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "a.db").exists()
+
+
+def test_healthz_answers_when_store_answers(api):
+    response = api.get("/healthz", token=None)
+    assert response.status_code == 200
+    assert response.body == {"status": "ok"}
+
+
+@pytest.fixture
+def in_app_dispatcher(overrides):
+    """Run the app with its own dispatcher, as `flask run` and gunicorn do."""
+    overrides["outbox"] = {"in_app_dispatcher": True, "poll_seconds": 0.05}
+    yield
+    dispatcher.stop_in_process(5)
+
+
+def test_in_app_dispatcher_delivers_without_a_worker(in_app_dispatcher, api, create_order, outbound):
+    order = create_order()
+    fo = next(fo for fo in order["fulfillment_orders"] if fo["service"] == "acme")
+    response = api.post(f"/fulfillment_orders/{fo['id']}/fulfillment_request", {})
+    assert response.status_code == 200, response.body
+    deadline = time.monotonic() + 10
+    while not outbound.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [call.request.url for call in outbound.calls] == ["https://acme.example/hooks"]
