@@ -11,6 +11,8 @@ from .errors import StoreUnavailable
 
 database = peewee.DatabaseProxy()
 
+# Raise it whenever the models gain a table or an index: a database recording an older
+# version gets what is missing on the next start, and one at the current version is left alone.
 SCHEMA_VERSION = 1
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -85,19 +87,34 @@ def create_tables():
     """Create missing tables and indexes and record the schema version (idempotent)."""
     from . import models
 
-    with database.connection_context(), database.atomic():
-        if is_postgres():
-            # Processes starting together would race on CREATE TABLE IF NOT EXISTS.
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        database.create_tables(models.ALL_MODELS, safe=True)
-        row = models.SchemaVersion.get_or_none()
-        if row is None:
+    with database.connection_context():
+        if stored_schema_version() == SCHEMA_VERSION:
+            # Nothing to create. Even CREATE INDEX IF NOT EXISTS locks its table against
+            # writes, so running it while other processes serve requests could deadlock them.
+            return
+        with database.atomic():
+            if is_postgres():
+                # Processes starting together would race on CREATE TABLE IF NOT EXISTS.
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            version = stored_schema_version()
+            if version == SCHEMA_VERSION:
+                return
+            if version is not None and version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this code's {SCHEMA_VERSION}"
+                )
+            database.create_tables(models.ALL_MODELS, safe=True)
+            models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=SCHEMA_VERSION)
-        elif row.version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database schema version {row.version} is newer than this "
-                f"code's {SCHEMA_VERSION}"
-            )
+
+
+def stored_schema_version():
+    """The schema version the database records, or None for an empty database."""
+    from . import models
+
+    if not database.table_exists(models.SchemaVersion._meta.table_name):
+        return None
+    return models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar()
 
 
 def drop_tables():

@@ -69,7 +69,9 @@ def database_url(tmp_path, postgres_url):
     if postgres_url:
         store.bind(store.open_database(postgres_url))
         store.create_tables()
-        tables = ", ".join(f'"{model._meta.table_name}"' for model in models.ALL_MODELS)
+        tables = ", ".join(
+            f'"{model._meta.table_name}"' for model in models.ALL_MODELS if model is not models.SchemaVersion
+        )
         with store.database.connection_context():
             store.database.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         return postgres_url

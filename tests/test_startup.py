@@ -1,14 +1,17 @@
 """Starting the adapter: configuration mistakes stop it with one line, init-db is idempotent."""
 
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
+import psycopg2
 import pytest
 from conftest import SECRETS
 
-from adapter import dispatcher
+from adapter import dispatcher, models, store
 
 
 def flask(*args, cwd, env_extra):
@@ -80,6 +83,36 @@ def test_init_db_twice_is_harmless(tmp_path, project_dir):
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "a.db").exists()
+
+
+@pytest.fixture
+def writer_holding_orders(app, database_url):
+    """Another process's connection in the middle of a write transaction on `orders`."""
+    if database_url.startswith("postgresql"):
+        connection = psycopg2.connect(database_url)
+        connection.cursor().execute('LOCK TABLE "orders" IN ROW EXCLUSIVE MODE')
+    else:
+        connection = sqlite3.connect(database_url[len("sqlite:///"):], isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("DELETE FROM orders")
+    yield
+    connection.rollback()
+    connection.close()
+
+
+def test_start_on_a_current_schema_does_not_wait_for_writers(writer_holding_orders):
+    """A process booting next to busy ones must not lock tables they write (a deadlock on PostgreSQL)."""
+    starting = threading.Thread(target=store.create_tables, daemon=True)
+    starting.start()
+    starting.join(timeout=3)
+    assert not starting.is_alive()
+
+
+def test_start_on_a_newer_schema_refuses(app):
+    with store.database.connection_context():
+        models.SchemaVersion.update(version=store.SCHEMA_VERSION + 1).execute()
+    with pytest.raises(RuntimeError, match="newer"):
+        store.create_tables()
 
 
 def test_healthz_answers_when_store_answers(api):
