@@ -108,9 +108,17 @@ def test_start_on_a_current_schema_does_not_wait_for_writers(writer_holding_orde
     assert not starting.is_alive()
 
 
-def test_start_on_a_newer_schema_refuses(app):
+@pytest.fixture
+def newer_schema(app):
+    """The store as a later version of the adapter left it (the run's shared database is restored)."""
     with store.database.connection_context():
         models.SchemaVersion.update(version=store.SCHEMA_VERSION + 1).execute()
+    yield
+    with store.database.connection_context():
+        models.SchemaVersion.update(version=store.SCHEMA_VERSION).execute()
+
+
+def test_start_on_a_newer_schema_refuses(newer_schema):
     with pytest.raises(RuntimeError, match="newer"):
         store.create_tables()
 
