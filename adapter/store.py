@@ -8,6 +8,7 @@ import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
 from .errors import StoreUnavailable
+from .writer_queue import WriterQueue
 
 database = peewee.DatabaseProxy()
 
@@ -16,6 +17,7 @@ database = peewee.DatabaseProxy()
 SCHEMA_VERSION = 1
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
 SQLITE_BUSY_TIMEOUT_MS = 5000
+BUSY = "The store is busy or unreachable; retry later."
 
 
 def open_database(url):
@@ -26,7 +28,7 @@ def open_database(url):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # BEGIN IMMEDIATE takes the write lock up front, so two writers never
         # both read a state and then race to change it.
-        return peewee.SqliteDatabase(
+        db = peewee.SqliteDatabase(
             path,
             lock_type="IMMEDIATE",
             timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -37,6 +39,9 @@ def open_database(url):
                 "synchronous": "normal",
             },
         )
+        if path != ":memory:":
+            db.writer_queue = WriterQueue(path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+        return db
     parsed = urlparse(url)
     return PooledPostgresqlDatabase(
         parsed.path.lstrip("/"),
@@ -135,13 +140,26 @@ def transaction():
     if database.in_transaction():
         yield
         return
-    try:
-        with database.atomic():
-            yield
-    except (peewee.OperationalError, peewee.InterfaceError) as exc:
-        if is_lock_or_connection_error(exc):
-            raise StoreUnavailable("The store is busy or unreachable; retry later.") from exc
-        raise
+    with _writer_turn():
+        try:
+            with database.atomic():
+                yield
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if is_lock_or_connection_error(exc):
+                raise StoreUnavailable(BUSY) from exc
+            raise
+
+
+@contextlib.contextmanager
+def _writer_turn():
+    queue = getattr(database.obj, "writer_queue", None)
+    if queue is None:
+        yield
+        return
+    with queue.turn() as granted:
+        if not granted:
+            raise StoreUnavailable(BUSY)
+        yield
 
 
 def snapshot():

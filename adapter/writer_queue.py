@@ -1,0 +1,66 @@
+"""SQLite writers take turns here instead of in SQLite's busy handler.
+
+SQLite lets one connection write at a time. A writer that finds the lock taken sleeps in
+SQLite's busy handler for 1 to 100 ms between tries, so under load writers miss the moments
+the lock is free and some wait for seconds. Here the threads of one process queue on a lock,
+and the processes sharing a database file (gunicorn workers, outbox workers) on an `flock` of
+a file beside it: the kernel wakes the next writer as soon as the previous one commits.
+
+The wait stays bounded: a thread waits for its process's turn at most `timeout_seconds`, and a
+process holding the file lock is inside one transaction, which SQLite's own busy timeout
+bounds when something outside this queue holds the database.
+"""
+
+import contextlib
+import fcntl
+import os
+import threading
+import weakref
+
+_queues = weakref.WeakSet()
+
+
+class WriterQueue:
+    """One write transaction at a time per database file, across threads and processes."""
+
+    def __init__(self, database_path, timeout_seconds):
+        self.path = database_path + ".writelock"
+        self.timeout_seconds = timeout_seconds
+        self._start_afresh()
+        _queues.add(self)
+
+    def _start_afresh(self):
+        # Also run in a forked child, which inherits its parent's lock (perhaps held by a thread
+        # that does not exist in the child) and open file, whose flock the parent may hold.
+        self._threads = threading.Lock()
+        self._fd = None
+
+    def _lock_file(self):
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            weakref.finalize(self, os.close, self._fd)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    @contextlib.contextmanager
+    def turn(self):
+        """Wait for this writer's turn; yield False if the process's turn did not come in time."""
+        threads = self._threads
+        if not threads.acquire(timeout=self.timeout_seconds):
+            yield False
+            return
+        try:
+            self._lock_file()
+            try:
+                yield True
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            threads.release()
+
+
+def _after_fork_in_child():
+    for queue in list(_queues):
+        queue._start_afresh()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,119 @@
+"""SQLite writers queue for their turn: across processes, across threads, with a bounded wait."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from adapter import store
+from adapter.errors import StoreUnavailable
+from adapter.writer_queue import WriterQueue
+
+
+@pytest.fixture
+def queue(tmp_path):
+    return WriterQueue(str(tmp_path / "adapter.db"), timeout_seconds=5)
+
+
+def other_process_can_lock(path):
+    """Try the lock file from another process without waiting."""
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(1)\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe, path], timeout=30).returncode == 0
+
+
+def test_a_turn_excludes_other_processes_until_it_ends(queue):
+    with queue.turn() as granted:
+        assert granted
+        assert not other_process_can_lock(queue.path)
+    assert other_process_can_lock(queue.path)
+
+
+def test_threads_of_one_process_take_turns(queue):
+    inside, overlaps = [], []
+
+    def write():
+        for _ in range(50):
+            with queue.turn():
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(len(inside))
+                time.sleep(0.0005)
+                inside.pop()
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert overlaps == []
+
+
+def test_a_turn_that_does_not_come_in_time_is_refused(queue):
+    queue.timeout_seconds = 0.2
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with queue.turn():
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    try:
+        with queue.turn() as granted:
+            assert granted is False
+    finally:
+        done.set()
+        holder.join()
+    with queue.turn() as granted:
+        assert granted
+
+
+def test_a_forked_process_takes_turns_with_its_own_lock(queue):
+    """A child forked while its parent holds a turn waits for it, then gets its own turn."""
+    with queue.turn():
+        pid = os.fork()
+        if pid == 0:
+            with queue.turn() as granted:
+                os._exit(0 if granted and not other_process_can_lock(queue.path) else 1)
+        time.sleep(0.2)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the child did not wait for the parent's turn"
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_store_transactions_queue_and_a_late_turn_is_a_503(app):
+    if store.is_postgres():
+        pytest.skip("PostgreSQL has row locks; SQLite writers alone take turns")
+    writer_queue = store.database.obj.writer_queue
+    writer_queue.timeout_seconds = 0.2
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with store.database.connection_context(), store.transaction():
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    try:
+        assert not other_process_can_lock(writer_queue.path)
+        with pytest.raises(StoreUnavailable), store.database.connection_context(), store.transaction():
+            pass
+    finally:
+        done.set()
+        holder.join()
+    with store.database.connection_context(), store.transaction():
+        pass
