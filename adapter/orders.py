@@ -1,5 +1,7 @@
 """Order intake, edits, cancellation and archiving."""
 
+from dataclasses import dataclass, field
+
 import peewee
 
 from . import derived, payments, settings, shipments, store, timeline, transitions
@@ -8,6 +10,7 @@ from .fulfillment_orders import new_fulfillment_order
 from .guards import ensure_not_in_progress, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Order
 from .money import parse_amount
+from .statuses import FulfillmentFacts, PaymentFacts, fulfillment_state_of, payment_state_of
 from .times import rfc3339, to_naive_utc
 
 
@@ -33,13 +36,42 @@ def _prices(lines, currency, field):
     return prices
 
 
+@dataclass(frozen=True)
+class Written:
+    """The rows an import wrote, as model instances: enough to render the new order."""
+
+    line_items: list
+    fulfillment_orders: list
+    fo_lines: list
+    transactions: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What `import_order` did: the order, whether it is new, and the rows it wrote.
+
+    `written` is None when the answer has to be read from the store: the order was known
+    already, or auto-fulfillment changed its FOs after they were written.
+    """
+
+    order: Order
+    created: bool
+    written: Written | None = None
+
+
 def create_order(payload, now):
     """Import an order; return (order, created). A known `external_id` returns the stored order."""
+    imported = import_order(payload, now)
+    return imported.order, imported.created
+
+
+def import_order(payload, now):
+    """Import an order; return what was done as `Imported` (see `create_order`)."""
     external_id = payload.get("external_id")
     if external_id is not None:
         existing = Order.get_or_none(Order.external_id == external_id)
         if existing is not None:
-            return existing, False
+            return Imported(existing, created=False)
     currency = payload["currency"]
     lines = payload["line_items"]
     _check_services(lines, "line_items")
@@ -48,11 +80,14 @@ def create_order(payload, now):
     hold = payload.get("hold")
     if hold and fulfill_at and fulfill_at > now:
         raise ValidationFailed({"hold": ["An order scheduled for later cannot also be on hold."]})
+    transactions = payload.get("transactions") or []
     try:
         with store.transaction():
-            order = _insert_order(payload, lines, prices, fulfill_at, hold, now)
-            for index, tx in enumerate(payload.get("transactions") or []):
-                payments.apply_transaction(order, tx, now, field=f"transactions.{index}")
+            order, written = _insert_order(payload, lines, prices, fulfill_at, hold, now)
+            for index, tx in enumerate(transactions):
+                written.transactions.append(
+                    payments.apply_transaction(order, tx, now, field=f"transactions.{index}")
+                )
             timeline.record(
                 order,
                 "order.created",
@@ -61,24 +96,59 @@ def create_order(payload, now):
                 message=hold.get("note") if hold else None,
                 data={
                     "line_items": len(lines),
-                    "fulfillment_orders": [fo.id for fo in order.fulfillment_orders],
+                    "fulfillment_orders": [fo.id for fo in written.fulfillment_orders],
                     "hold": hold,
                     "fulfill_at": rfc3339(payload.get("fulfill_at")),
-                    "transactions": len(payload.get("transactions") or []),
+                    "transactions": len(transactions),
                 },
             )
-            derived.refresh(order, now)
-            payments.after_payment_change(order, was_paid=False, now=now)
+            if transactions:
+                derived.refresh(order, now, {derived.PAYMENT})
+            elif order.dirty_fields:
+                order.save()
+            if _fulfills_automatically(order, written.fulfillment_orders):
+                payments.after_payment_change(order, was_paid=False, now=now)
+                written = None
     except peewee.IntegrityError:
         # Another request imported the same external_id a moment earlier.
         existing = Order.get_or_none(Order.external_id == external_id) if external_id else None
         if existing is None:
             raise
-        return existing, False
-    return order, True
+        return Imported(existing, created=False)
+    return Imported(order, created=True, written=written)
+
+
+def _fulfills_automatically(order, fos):
+    """Tell whether the new order is paid and has an FO of a service that fulfills paid orders."""
+    if order.payment_state != "paid":
+        return False
+    configs = (settings.service(fo.service) for fo in fos if fo.service)
+    return any(config is not None and config.auto_fulfill for config in configs)
 
 
 def _insert_order(payload, lines, prices, fulfill_at, hold, now):
+    """Write the order, its FOs, lines and FO lines: one INSERT per table.
+
+    The derived columns are computed from the input (nothing is fulfilled, returned or
+    flagged yet; the payment columns are refreshed afterwards if transactions came along).
+    """
+    if hold:
+        status = "on_hold"
+    elif fulfill_at and fulfill_at > now:
+        status = "scheduled"
+    else:
+        status = "open"
+    services = list(dict.fromkeys(line.get("fulfillment_service") for line in lines))
+    remaining = {service: 0 for service in services}
+    for line in lines:
+        remaining[line.get("fulfillment_service")] += line["quantity"]
+    total = sum(price * line["quantity"] for price, line in zip(prices, lines, strict=True))
+    fulfillment_state, scheduled_until = fulfillment_state_of(
+        FulfillmentFacts(
+            lines=tuple((line["quantity"], 0) for line in lines),
+            fulfillment_orders=tuple((status, fulfill_at, remaining[s]) for s in services),
+        )
+    )
     order = Order.create(
         name=payload.get("name") or "#",
         external_id=payload.get("external_id"),
@@ -88,40 +158,72 @@ def _insert_order(payload, lines, prices, fulfill_at, hold, now):
         payment_due_at=to_naive_utc(payload.get("payment_due_at")),
         created_at=now,
         updated_at=now,
-        total_minor=sum(price * line["quantity"] for price, line in zip(prices, lines, strict=True)),
-        payment_state="pending",
-        fulfillment_state="unfulfilled",
+        total_minor=total,
+        payment_state=payment_state_of(PaymentFacts(total=total)),
+        fulfillment_state=fulfillment_state,
+        scheduled_until=scheduled_until,
     )
     if not payload.get("name"):
         order.name = f"#{1000 + order.id}"
-        order.save()
-    if hold:
-        status = "on_hold"
-    elif fulfill_at and fulfill_at > now:
-        status = "scheduled"
-    else:
-        status = "open"
-    fos = {}
-    for price, line in zip(prices, lines, strict=True):
-        service = line.get("fulfillment_service")
-        if service not in fos:
-            fos[service] = new_fulfillment_order(order, service, now, status, fulfill_at, hold)
-        item = _create_line(order, line, price)
-        FulfillmentOrderLine.create(
-            fulfillment_order=fos[service], line_item=item, quantity=line["quantity"]
-        )
-    return order
+    fos = _insert_all(
+        FulfillmentOrder, [_fo_row(order, s, now, status, fulfill_at, hold) for s in services]
+    )
+    fo_of = dict(zip(services, fos, strict=True))
+    items = _insert_all(
+        LineItem, [_line_row(order, line, price) for price, line in zip(prices, lines, strict=True)]
+    )
+    fo_lines = _insert_all(
+        FulfillmentOrderLine,
+        [
+            {
+                "fulfillment_order": fo_of[line.get("fulfillment_service")].id,
+                "line_item": item.id,
+                "quantity": line["quantity"],
+            }
+            for item, line in zip(items, lines, strict=True)
+        ],
+    )
+    return order, Written(line_items=items, fulfillment_orders=fos, fo_lines=fo_lines)
+
+
+def _insert_all(model, rows):
+    """INSERT `rows` (field values) in one statement; return them as instances with their ids."""
+    returned = model.insert_many(rows).returning(model.id).tuples().execute()
+    # One statement numbers its rows in the order of its VALUES on both stores.
+    ids = sorted(row_id for (row_id,) in returned)
+    return [model(id=row_id, **row) for row_id, row in zip(ids, rows, strict=True)]
+
+
+def _fo_row(order, service, now, status, fulfill_at, hold):
+    """The row `new_fulfillment_order` writes, for an INSERT of several."""
+    config = settings.service(service) if service else None
+    return {
+        "order": order.id,
+        "service": service,
+        "workflow": config.workflow if config else None,
+        "status": status,
+        "request_status": "unsubmitted",
+        "fulfill_at": fulfill_at,
+        "hold_reason": hold["reason"] if hold else None,
+        "hold_note": hold.get("note") if hold else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _line_row(order, line, price):
+    return {
+        "order": order.id,
+        "sku": line.get("sku"),
+        "title": line["title"],
+        "quantity": line["quantity"],
+        "price_minor": price,
+        "fulfillment_service": line.get("fulfillment_service"),
+    }
 
 
 def _create_line(order, line, price):
-    return LineItem.create(
-        order=order,
-        sku=line.get("sku"),
-        title=line["title"],
-        quantity=line["quantity"],
-        price_minor=price,
-        fulfillment_service=line.get("fulfillment_service"),
-    )
+    return LineItem.create(**_line_row(order, line, price))
 
 
 def _open_unsubmitted_fo(order, service, now):

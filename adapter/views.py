@@ -1,6 +1,12 @@
 """Read models: orders and their parts as clients see them, statuses computed for `now`."""
 
-from collections import defaultdict
+import json
+from collections import defaultdict, namedtuple
+from dataclasses import dataclass, field
+from datetime import datetime
+from operator import attrgetter
+
+from peewee import SQL, Value, fn
 
 from . import settings, store, transitions
 from .models import (
@@ -24,6 +30,7 @@ from .statuses import (
     payment_markers_of,
     payment_status_of,
 )
+from .times import rfc3339
 
 
 def _grouped(rows, key):
@@ -200,96 +207,382 @@ def transaction_view(tx, currency):
 
 
 def order_views(orders, now):
-    """Return the client view of each order as of one moment, loading related rows in a few queries."""
-    with store.snapshot():
-        return _order_views(orders, now)
+    """Return the client view of each order as of one moment, ready to serialize as JSON.
 
-
-def _order_views(orders, now):
+    The views are exactly what `OrderOutSchema` would dump (times as RFC 3339 text, money as
+    decimal strings), so the answer needs no schema pass; tests/test_rendering.py holds them
+    equal. The related rows are read as plain tuples, one statement per table.
+    """
     ids = [order.id for order in orders]
     if not ids:
         return []
-    # Read the orders again inside the snapshot so their statuses match their parts.
-    fresh = {order.id: order for order in Order.select().where(Order.id.in_(ids))}
-    orders = [fresh[order_id] for order_id in ids if order_id in fresh]
-
-    def by_order(model):
-        return _grouped(
-            model.select().where(model.order.in_(ids)).order_by(model.id), lambda row: row.order_id
-        )
-
-    lines = by_order(LineItem)
-    fos = by_order(FulfillmentOrder)
-    fo_views = _grouped(
-        _fulfillment_order_views([fo for group in fos.values() for fo in group], now),
-        lambda view: view["order_id"],
-    )
-    fulfillments = by_order(Fulfillment)
-    fulfillment_list = fulfillment_views([f for group in fulfillments.values() for f in group])
-    fulfillment_by_order = _grouped(fulfillment_list, lambda view: view["order_id"])
-    fulfilled = defaultdict(int)
-    for view in fulfillment_list:
-        for line in view["line_items"]:
-            fulfilled[line["line_item_id"]] += line["quantity"]
-    transactions = by_order(Transaction)
-    returns = by_order(Return)
-    return_list = return_views([r for group in returns.values() for r in group])
-    returns_by_order = _grouped(return_list, lambda view: view["order_id"])
+    with store.snapshot():
+        # Read the orders again inside the snapshot so their statuses match their parts.
+        fresh = {row.id: row for row in _ORDERS.rows(ids)}
+        parts = _parts_of(ids)
     expiring_days = settings.current().expiring_days
-    views = []
-    for order in orders:
-        payment_status = payment_status_of(
-            order.payment_state, order.auth_expires_at, order.payment_due_at, now
-        )
-        currency = order.currency
-        views.append(
-            {
-                "id": order.id,
-                "name": order.name,
-                "external_id": order.external_id,
-                "email": order.email,
-                "currency": currency,
-                "shipping_address": order.shipping_address,
-                "created_at": order.created_at,
-                "updated_at": order.updated_at,
-                "cancelled_at": order.cancelled_at,
-                "cancel_reason": order.cancel_reason,
-                "order_status": order_status_of(order.archived, order.cancelled_at is not None),
-                "payment_status": payment_status,
-                "payment_markers": payment_markers_of(
-                    payment_status, order.auth_expires_at, now, expiring_days
-                ),
-                "fulfillment_status": fulfillment_status_of(
-                    order.fulfillment_state, order.scheduled_until, now
-                ),
-                "return_status": order.return_state,
-                "needs_attention": order.needs_attention,
-                "total_price": format_amount(order.total_minor, currency),
-                "amount_authorized": format_amount(order.authorized_minor, currency),
-                "amount_captured": format_amount(order.captured_minor, currency),
-                "amount_refunded": format_amount(order.refunded_minor, currency),
-                "payment_due_at": order.payment_due_at,
-                "line_items": [
-                    {
-                        "id": line.id,
-                        "sku": line.sku,
-                        "title": line.title,
-                        "quantity": line.quantity,
-                        "price": format_amount(line.price_minor, currency),
-                        "fulfillment_service": line.fulfillment_service,
-                        "fulfilled_quantity": fulfilled[line.id],
-                    }
-                    for line in lines[order.id]
-                ],
-                "fulfillment_orders": fo_views[order.id],
-                "fulfillments": fulfillment_by_order[order.id],
-                "transactions": [transaction_view(tx, currency) for tx in transactions[order.id]],
-                "returns": returns_by_order[order.id],
-            }
-        )
-    return views
+    return [_render_order(fresh[i], parts, now, expiring_days) for i in ids if i in fresh]
 
 
 def order_view(order, now):
-    """Return the client view of one order."""
+    """Return the client view of one order, ready to serialize as JSON (see `order_views`)."""
     return order_views([order], now)[0]
+
+
+def new_order_view(order, written, now):
+    """Render an order just imported from the rows its import wrote, without reading them back.
+
+    `written` holds the model instances written: `line_items`, `fulfillment_orders`,
+    `fo_lines` and `transactions`; a new order has no fulfillments, returns or requests yet.
+    """
+    items = {item.id: item for item in written.line_items}
+    fo_lines = [
+        _FOLineRow(line.id, line.fulfillment_order_id, line.line_item_id, line.quantity,
+                   line.fulfilled_quantity, items[line.line_item_id].sku,
+                   items[line.line_item_id].title)
+        for line in written.fo_lines
+    ]
+    parts = _Parts(
+        line_items=_grouped(_rows_of(_LineRow, written.line_items), _by_order),
+        fulfillment_orders=_grouped(_rows_of(_FORow, written.fulfillment_orders), _by_order),
+        fo_lines=_grouped(fo_lines, _by_fo),
+        transactions=_grouped(_rows_of(_TransactionRow, written.transactions), _by_order),
+    )
+    row = _OrderRow._make(getattr(order, name) for name in _OrderRow._fields)
+    return _render_order(row, parts, now, settings.current().expiring_days)
+
+
+# ---- rows read as tuples and rendered as JSON-ready views ---------------------------------
+# Each row type names columns of one table; the same names are the attributes of the model
+# instances, so rows just written (`new_order_view`) render like rows read back. Values are
+# the driver's own (SQLite gives times as text and booleans as 0/1): `rfc3339`, `_moment`,
+# `bool` and `_json` read both forms.
+
+_OrderRow = namedtuple(
+    "_OrderRow",
+    "id name external_id email currency shipping_address created_at updated_at cancelled_at "
+    "cancel_reason archived payment_state auth_expires_at payment_due_at fulfillment_state "
+    "scheduled_until return_state needs_attention total_minor authorized_minor captured_minor "
+    "refunded_minor",
+)
+_LineRow = namedtuple(
+    "_LineRow", "id order_id sku title quantity price_minor fulfillment_service"
+)
+_FORow = namedtuple(
+    "_FORow",
+    "id order_id service workflow status request_status fulfill_at hold_reason hold_note "
+    "needs_attention created_at updated_at",
+)
+_FOLineRow = namedtuple(
+    "_FOLineRow", "id fulfillment_order_id line_item_id quantity fulfilled_quantity sku title"
+)
+_RequestRow = namedtuple(
+    "_RequestRow",
+    "id fulfillment_order_id kind message status sent_at answered_at answer_message",
+)
+_FulfillmentRow = namedtuple(
+    "_FulfillmentRow",
+    "id order_id fulfillment_order_id external_id created_by status shipment_status "
+    "estimated_delivery_at created_at tracking_number tracking_company tracking_url",
+)
+_FulfillmentLineRow = namedtuple("_FulfillmentLineRow", "fulfillment_id line_item_id quantity")
+_EventRow = namedtuple(
+    "_EventRow", "fulfillment_id status happened_at message estimated_delivery_at location"
+)
+_TransactionRow = namedtuple(
+    "_TransactionRow", "id order_id kind amount_minor expires_at return_id created_at"
+)
+_ReturnRow = namedtuple(
+    "_ReturnRow", "id order_id status requested_by created_at updated_at"
+)
+_ReturnLineRow = namedtuple("_ReturnLineRow", "id return_id line_item_id quantity reason")
+
+_by_order = attrgetter("order_id")
+_by_fo = attrgetter("fulfillment_order_id")
+_by_fulfillment = attrgetter("fulfillment_id")
+
+
+@dataclass
+class _Parts:
+    """The related rows of some orders, each grouped by the id of the row they belong to."""
+
+    line_items: dict
+    fulfillment_orders: dict
+    fo_lines: dict
+    transactions: dict
+    merchant_requests: dict = field(default_factory=dict)
+    fulfillments: dict = field(default_factory=dict)
+    fulfillment_lines: dict = field(default_factory=dict)
+    shipment_events: dict = field(default_factory=dict)
+    returns: dict = field(default_factory=dict)
+    return_lines: dict = field(default_factory=dict)
+
+
+class _Select:
+    """A SELECT of the rows belonging to a list of ids, its SQL text built once per store kind.
+
+    peewee builds a statement from its expression tree on every run, and renders each value
+    of an IN list as a node of its own: for a page of orders that cost more than running the
+    statements. Here the ids are the statement's one parameter (an array on PostgreSQL, JSON
+    text read by `json_each` on SQLite), so the text never changes and is kept.
+    """
+
+    def __init__(self, row_type, column, build=None, order_by=None):
+        self.row_type = row_type
+        self.column = column
+        model = column.model
+        self.build = build or (
+            lambda where: model.select(*[model._meta.columns[name] for name in row_type._fields])
+            .where(where)
+            .order_by(*(order_by or (model.id,)))
+        )
+        self.sql = {}
+
+    def rows(self, ids):
+        """Return the rows of `ids` as `row_type` tuples of the driver's own values."""
+        postgres = store.is_postgres()
+        ids = list(ids)
+        param = ids if postgres else json.dumps(ids)
+        sql = self.sql.get(postgres)
+        if sql is None:
+            if postgres:
+                where = self.column == fn.ANY(Value(param, unpack=False))
+            else:
+                where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
+            sql, _ = store.database.get_sql_context().sql(self.build(where)).query()
+            self.sql[postgres] = sql
+        return [self.row_type._make(row) for row in store.database.execute_sql(sql, (param,))]
+
+
+_ORDERS = _Select(_OrderRow, Order.id)
+_LINE_ITEMS = _Select(_LineRow, LineItem.order)
+_FULFILLMENT_ORDERS = _Select(_FORow, FulfillmentOrder.order)
+_FO_LINES = _Select(
+    _FOLineRow,
+    FulfillmentOrderLine.fulfillment_order,
+    lambda where: FulfillmentOrderLine.select(
+        FulfillmentOrderLine.id,
+        FulfillmentOrderLine.fulfillment_order,
+        FulfillmentOrderLine.line_item,
+        FulfillmentOrderLine.quantity,
+        FulfillmentOrderLine.fulfilled_quantity,
+        LineItem.sku,
+        LineItem.title,
+    )
+    .join(LineItem)
+    .where(where)
+    .order_by(FulfillmentOrderLine.id),
+)
+_MERCHANT_REQUESTS = _Select(_RequestRow, MerchantRequest.fulfillment_order)
+_FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
+_FULFILLMENT_LINES = _Select(_FulfillmentLineRow, FulfillmentLine.fulfillment)
+_SHIPMENT_EVENTS = _Select(
+    _EventRow, ShipmentEvent.fulfillment, order_by=(ShipmentEvent.happened_at, ShipmentEvent.id)
+)
+_TRANSACTIONS = _Select(_TransactionRow, Transaction.order)
+_RETURNS = _Select(_ReturnRow, Return.order)
+_RETURN_LINES = _Select(_ReturnLineRow, ReturnLine.return_)
+
+
+def _rows_of(row_type, instances):
+    return [row_type._make(getattr(obj, name) for name in row_type._fields) for obj in instances]
+
+
+def _parts_of(ids):
+    """Read the orders' parts: one statement per table, none for a table with nothing to find."""
+    fos = _FULFILLMENT_ORDERS.rows(ids)
+    fo_ids = [fo.id for fo in fos]
+    fulfillments = _FULFILLMENTS.rows(ids)
+    fulfillment_ids = [f.id for f in fulfillments]
+    returns = _RETURNS.rows(ids)
+    return _Parts(
+        line_items=_grouped(_LINE_ITEMS.rows(ids), _by_order),
+        fulfillment_orders=_grouped(fos, _by_order),
+        fo_lines=_grouped(_FO_LINES.rows(fo_ids) if fo_ids else (), _by_fo),
+        transactions=_grouped(_TRANSACTIONS.rows(ids), _by_order),
+        merchant_requests=_grouped(_MERCHANT_REQUESTS.rows(fo_ids) if fo_ids else (), _by_fo),
+        fulfillments=_grouped(fulfillments, _by_order),
+        fulfillment_lines=_grouped(
+            _FULFILLMENT_LINES.rows(fulfillment_ids) if fulfillment_ids else (), _by_fulfillment
+        ),
+        shipment_events=_grouped(
+            _SHIPMENT_EVENTS.rows(fulfillment_ids) if fulfillment_ids else (), _by_fulfillment
+        ),
+        returns=_grouped(returns, _by_order),
+        return_lines=_grouped(
+            _RETURN_LINES.rows([r.id for r in returns]) if returns else (), attrgetter("return_id")
+        ),
+    )
+
+
+def _moment(value):
+    """Return a stored time as a datetime, for the status rules that compare it with `now`."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _render_order(order, parts, now, expiring_days):
+    currency = order.currency
+    auth_expires_at = _moment(order.auth_expires_at)
+    payment_status = payment_status_of(
+        order.payment_state, auth_expires_at, _moment(order.payment_due_at), now
+    )
+    fulfillments = [_render_fulfillment(f, parts) for f in parts.fulfillments.get(order.id, ())]
+    fulfilled = defaultdict(int)
+    for fulfillment in fulfillments:
+        for line in fulfillment["line_items"]:
+            fulfilled[line["line_item_id"]] += line["quantity"]
+    return {
+        "id": order.id,
+        "name": order.name,
+        "external_id": order.external_id,
+        "email": order.email,
+        "currency": currency,
+        "shipping_address": _json(order.shipping_address),
+        "created_at": rfc3339(order.created_at),
+        "updated_at": rfc3339(order.updated_at),
+        "cancelled_at": rfc3339(order.cancelled_at),
+        "cancel_reason": order.cancel_reason,
+        "order_status": order_status_of(order.archived, order.cancelled_at is not None),
+        "payment_status": payment_status,
+        "payment_markers": payment_markers_of(payment_status, auth_expires_at, now, expiring_days),
+        "fulfillment_status": fulfillment_status_of(
+            order.fulfillment_state, _moment(order.scheduled_until), now
+        ),
+        "return_status": order.return_state,
+        "needs_attention": bool(order.needs_attention),
+        "total_price": format_amount(order.total_minor, currency),
+        "amount_authorized": format_amount(order.authorized_minor, currency),
+        "amount_captured": format_amount(order.captured_minor, currency),
+        "amount_refunded": format_amount(order.refunded_minor, currency),
+        "payment_due_at": rfc3339(order.payment_due_at),
+        "line_items": [
+            {
+                "id": line.id,
+                "sku": line.sku,
+                "title": line.title,
+                "quantity": line.quantity,
+                "price": format_amount(line.price_minor, currency),
+                "fulfillment_service": line.fulfillment_service,
+                "fulfilled_quantity": fulfilled[line.id],
+            }
+            for line in parts.line_items.get(order.id, ())
+        ],
+        "fulfillment_orders": [
+            _render_fo(fo, parts, now) for fo in parts.fulfillment_orders.get(order.id, ())
+        ],
+        "fulfillments": fulfillments,
+        "transactions": [
+            {
+                "id": tx.id,
+                "order_id": tx.order_id,
+                "kind": tx.kind,
+                "amount": format_amount(tx.amount_minor, currency),
+                "expires_at": rfc3339(tx.expires_at),
+                "return_id": tx.return_id,
+                "created_at": rfc3339(tx.created_at),
+            }
+            for tx in parts.transactions.get(order.id, ())
+        ],
+        "returns": [_render_return(r, parts) for r in parts.returns.get(order.id, ())],
+    }
+
+
+def _render_fo(fo, parts, now):
+    lines = parts.fo_lines.get(fo.id, ())
+    fo = fo._replace(fulfill_at=_moment(fo.fulfill_at))
+    return {
+        "id": fo.id,
+        "order_id": fo.order_id,
+        "service": fo.service,
+        "workflow": fo.workflow,
+        "status": effective_fo_status(fo.status, fo.fulfill_at, now),
+        "request_status": fo.request_status,
+        "fulfill_at": rfc3339(fo.fulfill_at),
+        "hold": {"reason": fo.hold_reason, "note": fo.hold_note} if fo.hold_reason else None,
+        "needs_attention": bool(fo.needs_attention),
+        "created_at": rfc3339(fo.created_at),
+        "updated_at": rfc3339(fo.updated_at),
+        "line_items": [
+            {
+                "id": line.id,
+                "line_item_id": line.line_item_id,
+                "sku": line.sku,
+                "title": line.title,
+                "quantity": line.quantity,
+                "remaining_quantity": line.quantity - line.fulfilled_quantity,
+            }
+            for line in lines
+        ],
+        "supported_actions": transitions.supported_actions(
+            fo, now, sum(line.quantity - line.fulfilled_quantity for line in lines)
+        ),
+        "merchant_requests": [
+            {
+                "id": request.id,
+                "kind": request.kind,
+                "message": request.message,
+                "status": request.status,
+                "sent_at": rfc3339(request.sent_at),
+                "answered_at": rfc3339(request.answered_at),
+                "answer_message": request.answer_message,
+            }
+            for request in parts.merchant_requests.get(fo.id, ())
+        ],
+    }
+
+
+def _render_fulfillment(f, parts):
+    return {
+        "id": f.id,
+        "order_id": f.order_id,
+        "fulfillment_order_id": f.fulfillment_order_id,
+        "external_id": f.external_id,
+        "created_by": f.created_by,
+        "status": f.status,
+        "shipment_status": f.shipment_status,
+        "estimated_delivery_at": rfc3339(f.estimated_delivery_at),
+        "created_at": rfc3339(f.created_at),
+        "tracking": {
+            "number": f.tracking_number,
+            "company": f.tracking_company,
+            "url": f.tracking_url,
+        },
+        "line_items": [
+            {"line_item_id": line.line_item_id, "quantity": line.quantity}
+            for line in parts.fulfillment_lines.get(f.id, ())
+        ],
+        "events": [
+            {
+                "status": event.status,
+                "happened_at": rfc3339(event.happened_at),
+                "message": event.message,
+                "estimated_delivery_at": rfc3339(event.estimated_delivery_at),
+                "location": _json(event.location),
+            }
+            for event in parts.shipment_events.get(f.id, ())
+        ],
+    }
+
+
+def _render_return(r, parts):
+    return {
+        "id": r.id,
+        "order_id": r.order_id,
+        "status": r.status,
+        "requested_by": r.requested_by,
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+        "line_items": [
+            {
+                "id": line.id,
+                "line_item_id": line.line_item_id,
+                "quantity": line.quantity,
+                "reason": line.reason,
+            }
+            for line in parts.return_lines.get(r.id, ())
+        ],
+    }

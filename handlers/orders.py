@@ -11,7 +11,7 @@ from adapter.guards import get_order
 
 from . import schemas
 from .auth import require_merchant_token
-from .io import MAX_ID, documented, dump, json_body, now, query_args
+from .io import MAX_ID, documented, dump, json_body, now, query_args, rendered
 
 bp = Blueprint("orders", __name__)
 bp.before_request(require_merchant_token)
@@ -49,8 +49,8 @@ def decode_cursor(cursor):
         raise ValidationFailed({"cursor": ["Not a cursor this API returned."]}) from None
 
 
-def _order(order, status=200, headers=None):
-    body, status, base = dump(order_out, views.order_view(order, now()), status)
+def _order(order, status=200, headers=None, view=None):
+    body, status, base = rendered(view or views.order_view(order, now()), status)
     return body, status, {**base, **(headers or {})}
 
 
@@ -61,9 +61,11 @@ def _order(order, status=200, headers=None):
     also=(200, "An order with this external_id was already imported: that order, unchanged."),
 )
 def create_order():
-    order, created = orders.create_order(json_body(order_in), now())
+    imported = orders.import_order(json_body(order_in), now())
+    order = imported.order
     location = {"Location": url_for(".get_order_view", order_id=order.id)}
-    return _order(order, 201 if created else 200, location)
+    view = views.new_order_view(order, imported.written, now()) if imported.written else None
+    return _order(order, 201 if imported.created else 200, location, view)
 
 
 @bp.get("/orders")
@@ -76,8 +78,7 @@ def list_orders():
     after = decode_cursor(args["cursor"]) if args.get("cursor") else None
     settings = current_app.extensions["adapter_settings"]
     found, more = queries.list_orders(args, args["limit"], after, now(), settings.expiring_days)
-    return dump(
-        order_list,
+    return rendered(
         {
             "orders": views.order_views(found, now()),
             "next_cursor": encode_cursor(found[-1].id) if more else None,
