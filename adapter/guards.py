@@ -1,6 +1,9 @@
 """Row locks and the rules every operation checks before changing an order."""
 
-from . import store
+import functools
+import operator
+
+from . import prepared, store
 from .errors import NotFound, OrderLocked
 from .models import FulfillmentOrder, Order
 
@@ -29,29 +32,39 @@ def locked_order(order_id):
     return order
 
 
-def locked_row(model, condition, missing):
-    """Lock the order a row belongs to and return (order, row), or raise NotFound(missing)."""
-    row = model.get_or_none(condition)
-    if row is None:
-        raise NotFound(missing)
-    order = locked_order(row.order_id)
+def locked_row(model, missing, **equals):
+    """Lock the order of the row whose fields equal `equals`; return (order, row) or raise NotFound."""
     if store.is_postgres():
-        # Read again under the lock: the first read may predate a concurrent change.
-        # (On SQLite the transaction has held the write lock since BEGIN IMMEDIATE.)
-        row = model.get_by_id(row.id)
+        # Lock the order found through the row, then read the row under the lock: a read
+        # before the lock could predate a concurrent change.
+        condition = functools.reduce(
+            operator.and_, (getattr(model, name) == value for name, value in equals.items())
+        )
+        order = (
+            Order.select()
+            .where(Order.id.in_(model.select(model.order).where(condition)))
+            .for_update()
+            .get_or_none()
+        )
+        row = prepared.get_or_none(model, **equals) if order is not None else None
+    else:
+        # On SQLite the transaction has held the write lock since BEGIN IMMEDIATE.
+        row = prepared.get_or_none(model, **equals)
+        order = prepared.get_or_none(Order, id=row.order_id) if row is not None else None
+    if row is None or order is None:
+        raise NotFound(missing)
     return order, row
 
 
 def locked_fulfillment_order(fo_id, service=None):
     """Lock the FO's order and return (order, FO); with `service`, another service's FO is unknown."""
     if service is None:
-        return locked_row(
-            FulfillmentOrder, FulfillmentOrder.id == fo_id, f"Fulfillment order {fo_id} does not exist."
-        )
+        return locked_row(FulfillmentOrder, f"Fulfillment order {fo_id} does not exist.", id=fo_id)
     return locked_row(
         FulfillmentOrder,
-        (FulfillmentOrder.id == fo_id) & (FulfillmentOrder.service == service),
         f"Fulfillment order {fo_id} does not exist for service {service}.",
+        id=fo_id,
+        service=service,
     )
 
 

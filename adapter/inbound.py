@@ -2,9 +2,7 @@
 
 import hashlib
 
-import peewee
-
-from . import service_events, store
+from . import prepared, service_events, store
 from .errors import IdempotencyConflict
 from .models import WebhookDelivery, WebhookReceipt
 
@@ -19,7 +17,8 @@ def digest(body):
 
 
 def _keep(service, webhook_id, headers, body, now, status, code):
-    WebhookDelivery.create(
+    prepared.insert(
+        WebhookDelivery,
         service=service,
         webhook_id=webhook_id,
         headers={k.lower(): v for k, v in headers.items() if k.lower() not in UNKEPT_HEADERS},
@@ -40,10 +39,28 @@ def _replay(receipt, body):
 
 def earlier_answer(service, webhook_id, body):
     """Return (status, body) remembered for an applied delivery, or None; a changed body is a 422."""
-    receipt = WebhookReceipt.get_or_none(
-        (WebhookReceipt.service == service) & (WebhookReceipt.webhook_id == webhook_id)
-    )
+    receipt = prepared.get_or_none(WebhookReceipt, service=service, webhook_id=webhook_id)
     return _replay(receipt, body) if receipt is not None else None
+
+
+def _claim(service, webhook_id, body, now):
+    """Take the delivery's receipt first; False when an applied delivery already holds it.
+
+    The receipt's unique index decides races: an identical delivery arriving meanwhile waits
+    at this INSERT until the first one commits (then replays its answer) or rolls back (then
+    is judged afresh), so the two never both apply.
+    """
+    inserted = prepared.insert(
+        WebhookReceipt,
+        ignore_conflicts=True,
+        service=service,
+        webhook_id=webhook_id,
+        body_sha256=digest(body),
+        response_status=0,
+        response_body="",
+        applied_at=now,
+    )
+    return inserted == 1
 
 
 def apply(service, webhook_id, headers, body, event_type, data, now, respond):
@@ -52,33 +69,20 @@ def apply(service, webhook_id, headers, body, event_type, data, now, respond):
     `respond(fo, fulfillment)` renders the answer inside the transaction, so the
     remembered answer is exactly the state this delivery produced.
     """
-    try:
-        with store.transaction():
-            if store.is_postgres():
-                # Identical deliveries racing each other queue here instead of both applying.
-                store.database.execute_sql(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{service}\n{webhook_id}",)
-                )
-            earlier = earlier_answer(service, webhook_id, body)
-            if earlier is not None:
-                _keep(service, webhook_id, headers, body, now, earlier[0], "replayed")
-                return (*earlier, True)
-            fo, fulfillment = service_events.HANDLERS[event_type](service, data, now)
-            status, text = respond(fo, fulfillment)
-            WebhookReceipt.create(
-                service=service,
-                webhook_id=webhook_id,
-                body_sha256=digest(body),
-                response_status=status,
-                response_body=text,
-                applied_at=now,
-            )
-            _keep(service, webhook_id, headers, body, now, status, "applied")
-    except peewee.IntegrityError:
-        earlier = earlier_answer(service, webhook_id, body)
-        if earlier is None:
-            raise
-        return (*earlier, True)
+    with store.transaction():
+        if not _claim(service, webhook_id, body, now):
+            status, text = earlier_answer(service, webhook_id, body)
+            _keep(service, webhook_id, headers, body, now, status, "replayed")
+            return status, text, True
+        fo, fulfillment = service_events.HANDLERS[event_type](service, data, now)
+        status, text = respond(fo, fulfillment)
+        prepared.update(
+            WebhookReceipt,
+            {"service": service, "webhook_id": webhook_id},
+            response_status=status,
+            response_body=text,
+        )
+        _keep(service, webhook_id, headers, body, now, status, "applied")
     return status, text, False
 
 

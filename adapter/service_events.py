@@ -12,8 +12,9 @@ from .times import rfc3339
 def _locked_fulfillment(service, external_id):
     return locked_row(
         Fulfillment,
-        (Fulfillment.service == service) & (Fulfillment.external_id == external_id),
         f"Fulfillment {external_id!r} does not exist for service {service}.",
+        service=service,
+        external_id=external_id,
     )
 
 

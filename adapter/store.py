@@ -164,6 +164,8 @@ def _writer_turn():
 
 def snapshot():
     """Read several tables as of one moment (outside a transaction; inside one, reuse it)."""
+    if database.in_transaction():
+        return contextlib.nullcontext()
     if is_postgres():
         return database.atomic(isolation_level="REPEATABLE READ")
     # A deferred transaction reads one WAL snapshot without taking the write lock.

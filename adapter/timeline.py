@@ -1,11 +1,13 @@
 """The order's audit history: one event per state change, written in the change's transaction."""
 
+from . import prepared
 from .models import TimelineEvent
 
 
 def record(order, kind, now, *, actor, fulfillment_order=None, message=None, data=None):
     """Append an event to the order's timeline."""
-    return TimelineEvent.create(
+    prepared.insert(
+        TimelineEvent,
         order=order,
         at=now,
         actor=actor,

@@ -1,0 +1,71 @@
+"""Statements of the hot paths, with their SQL written once per shape.
+
+peewee builds a query's SQL from its expression tree on every call, and for the short
+statements of a webhook that costs several times what running them does. These helpers cover
+the simplest shapes — insert a row, select or update rows by equality — and keep the SQL of
+each shape (per database kind, model and column list), converting values exactly as the
+models' fields do.
+"""
+
+import functools
+
+from .store import database
+
+
+def _column(model, name):
+    quote = database.obj.quote
+    return f"{quote[0]}{model._meta.fields[name].column_name}{quote[1]}"
+
+
+def _table(model):
+    quote = database.obj.quote
+    return f"{quote[0]}{model._meta.table_name}{quote[1]}"
+
+
+def _params(model, values):
+    fields = model._meta.fields
+    return [fields[name].db_value(value) for name, value in values.items()]
+
+
+@functools.cache
+def _insert_sql(kind, model, names, ignore_conflicts):
+    columns = ", ".join(_column(model, name) for name in names)
+    marks = ", ".join([database.obj.param] * len(names))
+    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    return f"INSERT INTO {_table(model)} ({columns}) VALUES ({marks}){conflict}"
+
+
+@functools.cache
+def _select_sql(kind, model, names):
+    columns = ", ".join(_column(model, field.name) for field in model._meta.sorted_fields)
+    return f"SELECT {columns} FROM {_table(model)} WHERE {_equal_to(model, names, ' AND ')}"
+
+
+@functools.cache
+def _update_sql(kind, model, names, where_names):
+    return (
+        f"UPDATE {_table(model)} SET {_equal_to(model, names, ', ')} "
+        f"WHERE {_equal_to(model, where_names, ' AND ')}"
+    )
+
+
+def _equal_to(model, names, separator):
+    return separator.join(f"{_column(model, name)} = {database.obj.param}" for name in names)
+
+
+def insert(model, ignore_conflicts=False, **values):
+    """Insert one row; return how many rows were inserted (0 when a conflict was ignored)."""
+    sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
+    return database.execute_sql(sql, _params(model, values)).rowcount
+
+
+def get_or_none(model, **equals):
+    """Return the model instance whose fields equal `equals`, or None."""
+    sql = _select_sql(type(database.obj), model, tuple(equals))
+    return next(iter(model.raw(sql, *_params(model, equals))), None)
+
+
+def update(model, where, **values):
+    """Set `values` on the rows whose fields equal `where`; return how many rows changed."""
+    sql = _update_sql(type(database.obj), model, tuple(values), tuple(where))
+    return database.execute_sql(sql, _params(model, values) + _params(model, where)).rowcount
