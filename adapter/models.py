@@ -9,6 +9,7 @@ import json
 
 import peewee
 
+from . import prepared
 from .store import database
 
 
@@ -29,6 +30,15 @@ class BaseModel(peewee.Model):
         # UPDATE only the columns an operation changed: shorter statements, and two
         # operations touching different columns of one row never undo each other.
         only_save_dirty = True
+
+    def save(self, force_insert=False, only=None):
+        """Write a stored row's changed columns, with the UPDATE's SQL built once per column set."""
+        if force_insert or only is not None or self.id is None or not self._dirty:
+            return super().save(force_insert=force_insert, only=only)
+        changed = {name: self.__data__.get(name) for name in self._dirty}
+        rows = prepared.update(type(self), {"id": self.id}, **changed)
+        self._dirty.clear()
+        return rows
 
 
 class SchemaVersion(BaseModel):
@@ -66,6 +76,8 @@ class Order(BaseModel):
         indexes = (
             (("archived", "id"), False),
             (("payment_state", "id"), False),
+            # `expiring` reads a window of expiry times: its orders, however old the store.
+            (("payment_state", "auth_expires_at"), False),
             (("fulfillment_state", "id"), False),
             (("return_state", "id"), False),
             (("needs_attention", "id"), False),

@@ -41,73 +41,26 @@ def _grouped(rows, key):
 
 
 def fulfillment_order_views(fos, now):
-    """Return the client view of each FO, with lines, supported actions and requests."""
-    with store.snapshot():
-        return _fulfillment_order_views(fos, now)
+    """Return the client view of each FO, with lines, supported actions and requests.
 
-
-def _fulfillment_order_views(fos, now):
+    Like every view here it is ready to serialize as JSON: exactly what the response schema
+    would dump (times as RFC 3339 text, money as decimal strings); tests/test_rendering.py
+    holds the two equal.
+    """
     ids = [fo.id for fo in fos]
     if not ids:
         return []
-    lines = _grouped(
-        FulfillmentOrderLine.select(FulfillmentOrderLine, LineItem)
-        .join(LineItem)
-        .where(FulfillmentOrderLine.fulfillment_order.in_(ids))
-        .order_by(FulfillmentOrderLine.id),
-        lambda line: line.fulfillment_order_id,
-    )
-    requests = _grouped(
-        MerchantRequest.select()
-        .where(MerchantRequest.fulfillment_order.in_(ids))
-        .order_by(MerchantRequest.id),
-        lambda request: request.fulfillment_order_id,
-    )
-    return [fulfillment_order_view(fo, now, lines[fo.id], requests[fo.id]) for fo in fos]
+    with store.snapshot():
+        parts = _Parts(
+            fo_lines=_grouped(_FO_LINES.rows(ids), _by_fo),
+            merchant_requests=_grouped(_MERCHANT_REQUESTS.rows(ids), _by_fo),
+        )
+    return [_render_fo(fo, parts, now) for fo in _rows_of(_FORow, fos)]
 
 
-def fulfillment_order_view(fo, now, lines=None, requests=None):
+def fulfillment_order_view(fo, now):
     """Return the client view of one FO."""
-    if lines is None:
-        return fulfillment_order_views([fo], now)[0]
-    remaining = sum(line.remaining_quantity for line in lines)
-    return {
-        "id": fo.id,
-        "order_id": fo.order_id,
-        "service": fo.service,
-        "workflow": fo.workflow,
-        "status": effective_fo_status(fo.status, fo.fulfill_at, now),
-        "request_status": fo.request_status,
-        "fulfill_at": fo.fulfill_at,
-        "hold": {"reason": fo.hold_reason, "note": fo.hold_note} if fo.hold_reason else None,
-        "needs_attention": fo.needs_attention,
-        "created_at": fo.created_at,
-        "updated_at": fo.updated_at,
-        "line_items": [
-            {
-                "id": line.id,
-                "line_item_id": line.line_item_id,
-                "sku": line.line_item.sku,
-                "title": line.line_item.title,
-                "quantity": line.quantity,
-                "remaining_quantity": line.remaining_quantity,
-            }
-            for line in lines
-        ],
-        "supported_actions": transitions.supported_actions(fo, now, remaining),
-        "merchant_requests": [
-            {
-                "id": request.id,
-                "kind": request.kind,
-                "message": request.message,
-                "status": request.status,
-                "sent_at": request.sent_at,
-                "answered_at": request.answered_at,
-                "answer_message": request.answer_message,
-            }
-            for request in requests
-        ],
-    }
+    return fulfillment_order_views([fo], now)[0]
 
 
 def fulfillment_views(fulfillments):
@@ -115,95 +68,26 @@ def fulfillment_views(fulfillments):
     ids = [f.id for f in fulfillments]
     if not ids:
         return []
-    lines = _grouped(
-        FulfillmentLine.select().where(FulfillmentLine.fulfillment.in_(ids)).order_by(
-            FulfillmentLine.id
-        ),
-        lambda line: line.fulfillment_id,
-    )
-    events = _grouped(
-        ShipmentEvent.select()
-        .where(ShipmentEvent.fulfillment.in_(ids))
-        .order_by(ShipmentEvent.happened_at, ShipmentEvent.id),
-        lambda event: event.fulfillment_id,
-    )
-    return [
-        {
-            "id": f.id,
-            "order_id": f.order_id,
-            "fulfillment_order_id": f.fulfillment_order_id,
-            "external_id": f.external_id,
-            "created_by": f.created_by,
-            "status": f.status,
-            "shipment_status": f.shipment_status,
-            "estimated_delivery_at": f.estimated_delivery_at,
-            "created_at": f.created_at,
-            "tracking": {
-                "number": f.tracking_number,
-                "company": f.tracking_company,
-                "url": f.tracking_url,
-            },
-            "line_items": [
-                {"line_item_id": line.line_item_id, "quantity": line.quantity}
-                for line in lines[f.id]
-            ],
-            "events": [
-                {
-                    "status": event.status,
-                    "happened_at": event.happened_at,
-                    "message": event.message,
-                    "estimated_delivery_at": event.estimated_delivery_at,
-                    "location": event.location,
-                }
-                for event in events[f.id]
-            ],
-        }
-        for f in fulfillments
-    ]
+    with store.snapshot():
+        parts = _Parts(
+            fulfillment_lines=_grouped(_FULFILLMENT_LINES.rows(ids), _by_fulfillment),
+            shipment_events=_grouped(_SHIPMENT_EVENTS.rows(ids), _by_fulfillment),
+        )
+    return [_render_fulfillment(f, parts) for f in _rows_of(_FulfillmentRow, fulfillments)]
 
 
 def return_views(returns):
     """Return the client view of each return."""
     ids = [r.id for r in returns]
-    lines = _grouped(
-        ReturnLine.select().where(ReturnLine.return_.in_(ids)).order_by(ReturnLine.id)
-        if ids
-        else [],
-        lambda line: line.return_id,
-    )
-    return [
-        {
-            "id": r.id,
-            "order_id": r.order_id,
-            "status": r.status,
-            "requested_by": r.requested_by,
-            "created_at": r.created_at,
-            "updated_at": r.updated_at,
-            "line_items": [
-                {
-                    "id": line.id,
-                    "line_item_id": line.line_item_id,
-                    "quantity": line.quantity,
-                    "reason": line.reason,
-                }
-                for line in lines[r.id]
-            ],
-        }
-        for r in returns
-    ]
+    if not ids:
+        return []
+    parts = _Parts(return_lines=_grouped(_RETURN_LINES.rows(ids), _by_return))
+    return [_render_return(r, parts) for r in _rows_of(_ReturnRow, returns)]
 
 
 def transaction_view(tx, currency):
     """Return the client view of a transaction."""
-    return {
-        "id": tx.id,
-        "order_id": tx.order_id,
-        "kind": tx.kind,
-        "amount": format_amount(tx.amount_minor, currency),
-        "expires_at": tx.expires_at,
-        "return_id": tx.return_id,
-        "created_at": tx.created_at,
-    }
+    return _render_transaction(_rows_of(_TransactionRow, [tx])[0], currency)
 
 
 def order_views(orders, now):
@@ -300,16 +184,17 @@ _ReturnLineRow = namedtuple("_ReturnLineRow", "id return_id line_item_id quantit
 _by_order = attrgetter("order_id")
 _by_fo = attrgetter("fulfillment_order_id")
 _by_fulfillment = attrgetter("fulfillment_id")
+_by_return = attrgetter("return_id")
 
 
 @dataclass
 class _Parts:
     """The related rows of some orders, each grouped by the id of the row they belong to."""
 
-    line_items: dict
-    fulfillment_orders: dict
-    fo_lines: dict
-    transactions: dict
+    line_items: dict = field(default_factory=dict)
+    fulfillment_orders: dict = field(default_factory=dict)
+    fo_lines: dict = field(default_factory=dict)
+    transactions: dict = field(default_factory=dict)
     merchant_requests: dict = field(default_factory=dict)
     fulfillments: dict = field(default_factory=dict)
     fulfillment_lines: dict = field(default_factory=dict)
@@ -410,7 +295,7 @@ def _parts_of(ids):
         ),
         returns=_grouped(returns, _by_order),
         return_lines=_grouped(
-            _RETURN_LINES.rows([r.id for r in returns]) if returns else (), attrgetter("return_id")
+            _RETURN_LINES.rows([r.id for r in returns]) if returns else (), _by_return
         ),
     )
 
@@ -476,16 +361,7 @@ def _render_order(order, parts, now, expiring_days):
         ],
         "fulfillments": fulfillments,
         "transactions": [
-            {
-                "id": tx.id,
-                "order_id": tx.order_id,
-                "kind": tx.kind,
-                "amount": format_amount(tx.amount_minor, currency),
-                "expires_at": rfc3339(tx.expires_at),
-                "return_id": tx.return_id,
-                "created_at": rfc3339(tx.created_at),
-            }
-            for tx in parts.transactions.get(order.id, ())
+            _render_transaction(tx, currency) for tx in parts.transactions.get(order.id, ())
         ],
         "returns": [_render_return(r, parts) for r in parts.returns.get(order.id, ())],
     }
@@ -585,4 +461,16 @@ def _render_return(r, parts):
             }
             for line in parts.return_lines.get(r.id, ())
         ],
+    }
+
+
+def _render_transaction(tx, currency):
+    return {
+        "id": tx.id,
+        "order_id": tx.order_id,
+        "kind": tx.kind,
+        "amount": format_amount(tx.amount_minor, currency),
+        "expires_at": rfc3339(tx.expires_at),
+        "return_id": tx.return_id,
+        "created_at": rfc3339(tx.created_at),
     }

@@ -9,7 +9,7 @@ from adapter.models import FulfillmentOrder
 
 from . import schemas
 from .auth import require_merchant_token
-from .io import documented, dump, json_body, now
+from .io import documented, json_body, now, rendered
 
 bp = Blueprint("fulfillment_orders", __name__)
 bp.before_request(require_merchant_token)
@@ -39,7 +39,7 @@ def get_fulfillment_order(fo_id):
     fo = FulfillmentOrder.get_or_none(FulfillmentOrder.id == fo_id)
     if fo is None:
         raise NotFound(f"Fulfillment order {fo_id} does not exist.")
-    return dump(fo_out, fo_view(fo))
+    return rendered(fo_view(fo))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/fulfillment_request")
@@ -49,8 +49,7 @@ def get_fulfillment_order(fo_id):
 )
 def request_fulfillment(fo_id):
     submitted, unsubmitted = fos.request_fulfillment(fo_id, json_body(request_in), now())
-    return dump(
-        request_out,
+    return rendered(
         {
             "submitted_fulfillment_order": fo_view(submitted),
             "unsubmitted_fulfillment_order": fo_view(unsubmitted),
@@ -64,7 +63,7 @@ def request_fulfillment(fo_id):
     body=message_optional, response=fo_out, errors=(409,), tag=TAG,
 )
 def cancel_request(fo_id):
-    return dump(fo_out, fo_view(fos.cancel_request(fo_id, json_body(message_optional), now())))
+    return rendered(fo_view(fos.cancel_request(fo_id, json_body(message_optional), now())))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/cancellation_request")
@@ -74,7 +73,7 @@ def cancel_request(fo_id):
 )
 def request_cancellation(fo_id):
     fo = fos.request_cancellation(fo_id, json_body(message_optional), now())
-    return dump(fo_out, fo_view(fo))
+    return rendered(fo_view(fo))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/revert")
@@ -84,8 +83,7 @@ def request_cancellation(fo_id):
 )
 def revert(fo_id):
     fo, unchanged, warnings = fos.revert(fo_id, json_body(revert_in), now())
-    return dump(
-        revert_out,
+    return rendered(
         {
             "fulfillment_order": fo_view(fo),
             "unchanged_fulfillment_order": fo_view(unchanged),
@@ -101,8 +99,7 @@ def revert(fo_id):
 )
 def mark_fulfilled(fo_id):
     fulfillment, fo = fos.mark_fulfilled(fo_id, json_body(mark_in), now())
-    return dump(
-        mark_out,
+    return rendered(
         {
             "fulfillment": views.fulfillment_views([fulfillment])[0],
             "fulfillment_order": fo_view(fo),
@@ -114,21 +111,21 @@ def mark_fulfilled(fo_id):
 @bp.post("/fulfillment_orders/<id:fo_id>/hold")
 @documented("Put the FO on hold.", body=hold_in, response=fo_out, errors=(409, 422), tag=TAG)
 def hold(fo_id):
-    return dump(fo_out, fo_view(fos.hold(fo_id, json_body(hold_in), now())))
+    return rendered(fo_view(fos.hold(fo_id, json_body(hold_in), now())))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/release_hold")
 @documented("Release the FO's hold.", body=empty, response=fo_out, errors=(409,), tag=TAG)
 def release_hold(fo_id):
     json_body(empty)
-    return dump(fo_out, fo_view(fos.release_hold(fo_id, now())))
+    return rendered(fo_view(fos.release_hold(fo_id, now())))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/open")
 @documented("Open a scheduled FO now.", body=empty, response=fo_out, errors=(409,), tag=TAG)
 def open_early(fo_id):
     json_body(empty)
-    return dump(fo_out, fo_view(fos.open_early(fo_id, now())))
+    return rendered(fo_view(fos.open_early(fo_id, now())))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/messages")
@@ -137,11 +134,11 @@ def open_early(fo_id):
     body=message_in, response=fo_out, errors=(409, 422), tag=TAG,
 )
 def send_message(fo_id):
-    return dump(fo_out, fo_view(fos.send_message(fo_id, json_body(message_in), now())))
+    return rendered(fo_view(fos.send_message(fo_id, json_body(message_in), now())))
 
 
 @bp.post("/fulfillment_orders/<id:fo_id>/acknowledge")
 @documented("Clear needs_attention after looking.", body=empty, response=fo_out, tag=TAG)
 def acknowledge(fo_id):
     json_body(empty)
-    return dump(fo_out, fo_view(fos.acknowledge(fo_id, now())))
+    return rendered(fo_view(fos.acknowledge(fo_id, now())))

@@ -133,7 +133,7 @@ def unarchive_order(order_id):
 )
 def add_transaction(order_id):
     order, tx = payments.add_transaction(order_id, json_body(transaction_in), now())
-    return dump(transaction_out, views.transaction_view(tx, order.currency), 201)
+    return rendered(views.transaction_view(tx, order.currency), 201)
 
 
 @bp.get("/orders/<id:order_id>/timeline")
@@ -150,4 +150,4 @@ def get_timeline(order_id):
 )
 def create_return(order_id):
     return_ = returns.create_return(order_id, json_body(return_in), now())
-    return dump(return_out, views.return_views([return_])[0], 201)
+    return rendered(views.return_views([return_])[0], 201)

@@ -6,7 +6,7 @@ from adapter import returns, views
 
 from . import schemas
 from .auth import require_merchant_token
-from .io import documented, dump, json_body, now
+from .io import documented, json_body, now, rendered
 
 bp = Blueprint("returns", __name__)
 bp.before_request(require_merchant_token)
@@ -19,7 +19,7 @@ def _action(action, summary):
     @documented(summary, body=empty, response=return_out, errors=(409,), tag="Returns")
     def view(return_id):
         json_body(empty)
-        return dump(return_out, views.return_views([returns.advance_return(return_id, action, now())])[0])
+        return rendered(views.return_views([returns.advance_return(return_id, action, now())])[0])
 
     view.__name__ = action
     bp.add_url_rule(f"/returns/<id:return_id>/{action}", action, view, methods=["POST"])

@@ -12,7 +12,7 @@ from adapter.errors import (
 )
 
 from . import schemas
-from .io import documented, dump, is_json, load, now, parse_json
+from .io import documented, is_json, load, now, parse_json, rendered
 
 bp = Blueprint("webhooks", __name__)
 
@@ -52,7 +52,7 @@ def _respond(fo, fulfillment):
     result = {"status": "applied", "fulfillment_order": views.fulfillment_order_view(fo, now())}
     if fulfillment is not None:
         result["fulfillment"] = views.fulfillment_views([fulfillment])[0]
-    body, status, _ = dump(result_out, result)
+    body, status, _ = rendered(result)
     return status, body
 
 

@@ -52,3 +52,18 @@ def test_an_ignored_conflict_inserts_nothing_and_update_changes_only_matching_ro
     assert changed == 1
     answers = {(r.service, r.response_status, r.response_body) for r in WebhookReceipt.select()}
     assert answers == {("a", 200, "{}"), ("b", 0, "")}
+
+
+def test_save_writes_only_the_changed_columns(db):
+    fields = {"body_sha256": "0" * 64, "response_status": 0, "response_body": "",
+              "applied_at": datetime(2026, 1, 1)}
+    WebhookReceipt.create(service="a", webhook_id="w", **fields)
+    first = WebhookReceipt.get(WebhookReceipt.webhook_id == "w")
+    second = WebhookReceipt.get(WebhookReceipt.webhook_id == "w")
+    first.response_status = 201
+    second.response_body = "{}"
+    assert first.save() == 1
+    assert second.save() == 1
+    assert second.save() is False  # nothing changed since
+    stored = WebhookReceipt.get(WebhookReceipt.webhook_id == "w")
+    assert (stored.response_status, stored.response_body) == (201, "{}")

@@ -1439,8 +1439,11 @@ class AdapterModel(RuleBasedStateMachine):
             lines = self.all_remaining(fo.id)
             if not lines:
                 return Expect(409, codes=("over_fulfillment", "invalid_transition"), fo=fo)
-        if any(item["quantity"] > remaining[item["id"]] for item in lines):
+        if any(item["quantity"] > remaining.get(item["id"], item["quantity"]) for item in lines):
             return Expect(409, codes=("over_fulfillment",), fo=fo)
+        if any(item["id"] not in remaining for item in lines):
+            # A retried delivery naming a line that has since moved to another FO.
+            return Expect(422, codes=("validation_failed",), fo=fo)
         status, request_status = fo.status_at(self.now), fo.request_status
         accepted_state = status == "in_progress" and request_status in SHIPPABLE
         implicit_accept = accepted_state and request_status == "submitted"
