@@ -4,6 +4,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 from peewee import SQL, fn
@@ -22,6 +23,10 @@ ANSWER_CHARS = 500
 # each read separately, so a send can take about twice the timeout, plus slack
 # for the database round trips around it.
 LEASE_MARGIN_SECONDS = 30
+# A batch's outcomes wait in memory at most this long (plus one send) before they are
+# recorded, and the leases of its unsent messages are renewed as often: every send
+# starts within this many seconds of its lease being set, far inside the margin.
+RECORD_EVERY_SECONDS = 1.0
 
 
 def targets_of(settings):
@@ -32,22 +37,61 @@ def targets_of(settings):
     return targets
 
 
-def claimable(target, now):
-    """Select the target's messages that are due and not behind an earlier one of the same FO."""
+def _behind_an_earlier_one():
+    """Select 1 while an earlier message of the same target and FO is pending or sending."""
     earlier = OutboxMessage.alias()
-    blocking = earlier.select(SQL("1")).where(
-        (earlier.target == OutboxMessage.target)
-        & (earlier.fulfillment_order_id == OutboxMessage.fulfillment_order_id)
-        & (earlier.id < OutboxMessage.id)
-        & earlier.status.in_(("pending", "sending"))
+    return (
+        earlier.select(SQL("1"))
+        .where(
+            (earlier.target == OutboxMessage.target)
+            & (earlier.fulfillment_order_id == OutboxMessage.fulfillment_order_id)
+            & (earlier.id < OutboxMessage.id)
+            & earlier.status.in_(("pending", "sending"))
+        )
+        # OFFSET 0 keeps PostgreSQL from turning the check into an anti-join over every
+        # pending message (its choice whenever the table's statistics lag a burst): it
+        # stays one (target, fulfillment_order_id, id) index probe per candidate.
+        .offset(0)
     )
-    due = (OutboxMessage.status == "pending") & (OutboxMessage.next_attempt_at <= now)
-    abandoned = (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now)
+
+
+def claimable(target, now):
+    """Select the target's due pending messages not behind an earlier one of the same FO.
+
+    The outer query walks the (status, target, next_attempt_at) index in its own order
+    (ties in id order on SQLite, in insertion order on PostgreSQL), so it stops after
+    the batch without reading, let alone sorting, the rest of the queue. Which of two
+    FOs goes first does not matter; within an FO the check above keeps the order.
+    """
     return (
         OutboxMessage.select()
-        .where((OutboxMessage.target == target) & (due | abandoned) & ~fn.EXISTS(blocking))
+        .where(
+            (OutboxMessage.status == "pending")
+            & (OutboxMessage.target == target)
+            & (OutboxMessage.next_attempt_at <= now)
+            & ~fn.EXISTS(_behind_an_earlier_one())
+        )
+        .order_by(OutboxMessage.next_attempt_at)
+    )
+
+
+def abandoned(target, now):
+    """Select the target's messages whose sender's lease ran out, not behind an earlier one."""
+    return (
+        OutboxMessage.select()
+        .where(
+            (OutboxMessage.status == "sending")
+            & (OutboxMessage.target == target)
+            & (OutboxMessage.lease_until < now)
+            & ~fn.EXISTS(_behind_an_earlier_one())
+        )
         .order_by(OutboxMessage.id)
     )
+
+
+def _locked(query):
+    """Lock the selected rows on PostgreSQL, skipping those another worker is claiming."""
+    return query.for_update(skip_locked=True) if store.is_postgres() else query
 
 
 class Dispatcher:
@@ -74,11 +118,11 @@ class Dispatcher:
         """Mark up to batch_size due messages of `target` as sending under a fresh lease; return them."""
         token = uuid.uuid4().hex
         lease_until = now + timedelta(seconds=self.lease_seconds(target))
+        limit = self.settings.batch_size
         with store.transaction():
-            query = claimable(target, now).limit(self.settings.batch_size)
-            if store.is_postgres():
-                query = query.for_update(skip_locked=True)
-            messages = list(query)
+            messages = list(_locked(abandoned(target, now).limit(limit)))
+            if len(messages) < limit:
+                messages.extend(_locked(claimable(target, now).limit(limit - len(messages))))
             if messages:
                 OutboxMessage.update(
                     status="sending", lease_token=token, lease_until=lease_until
@@ -87,36 +131,115 @@ class Dispatcher:
             message.status, message.lease_token, message.lease_until = "sending", token, lease_until
         return messages
 
-    def _renew(self, message, now):
-        """Extend the lease before sending; False if another worker has taken the message over."""
-        lease_until = now + timedelta(seconds=self.lease_seconds(message.target))
-        with store.transaction():
-            renewed = (
-                OutboxMessage.update(lease_until=lease_until)
-                .where(
-                    (OutboxMessage.id == message.id)
-                    & (OutboxMessage.lease_token == message.lease_token)
-                )
-                .execute()
-            )
-        if renewed:
-            message.lease_until = lease_until
-        return renewed == 1
+    def send_batch(self, messages, claimed_at, clock):
+        """Send messages claimed at `claimed_at` in turn and record their outcomes; return how many were sent.
+
+        Outcomes are recorded, and the leases of the messages still to send renewed, in
+        one transaction every RECORD_EVERY_SECONDS and once at the end (also when
+        stopping or failing), so a fast service costs two write transactions per batch.
+        A crash before an outcome is recorded leaves its message to be sent again, with
+        the same webhook-id, once the lease runs out.
+        """
+        held = {message.id for message in messages}
+        leased_at, outcomes, sent = claimed_at, [], 0
+        try:
+            for index, message in enumerate(messages):
+                if self._stopping.is_set():
+                    # Unsent claims go back to others once their lease runs out.
+                    break
+                now = clock()
+                if (now - leased_at).total_seconds() >= RECORD_EVERY_SECONDS:
+                    unsent = [later for later in messages[index:] if later.id in held]
+                    held = self._settle(outcomes, unsent, now)
+                    leased_at, outcomes = now, []
+                if message.id not in held:
+                    log.info("message %s was taken over by another worker; not sending", message.message_id)
+                    continue
+                outcomes.append((message, self._send(message, now), now))
+                sent += 1
+        finally:
+            self._settle(outcomes, [], clock())
+        return sent
 
     def deliver(self, message, now):
-        """Send one claimed message and record the outcome; return whether it was sent."""
-        if not self._renew(message, now):
+        """Renew one claimed message's lease, send it and record the outcome; return whether it was sent."""
+        if message.id not in self._settle([], [message], now):
             log.info("message %s was taken over by another worker; not sending", message.message_id)
             return False
-        try:
-            outcome = self.clients[message.target].post(message, now)
-        except DeliveryError as exc:
-            outcome = exc
-        self.record(message, outcome, now)
+        self.record(message, self._send(message, now), now)
         return True
 
     def record(self, message, outcome, now):
         """Save an Answer or DeliveryError for a claimed message; False if the lease was lost."""
+        return message.id in self._settle([(message, outcome, now)], [], now)
+
+    def _send(self, message, now):
+        """Post one message; return its Answer or the DeliveryError that stopped it."""
+        try:
+            return self.clients[message.target].post(message, now)
+        except DeliveryError as exc:
+            return exc
+
+    def _settle(self, outcomes, unsent, now):
+        """Record (message, outcome, sent_at) triples and renew the leases of `unsent`, in one transaction.
+
+        Only messages still under the lease this worker holds are written; return their ids.
+        """
+        if not outcomes and not unsent:
+            return set()
+        messages = [message for message, _, _ in outcomes] + unsent
+        with store.transaction():
+            # On PostgreSQL the lock keeps a claimer from taking these rows over before
+            # they are written; SQLite's BEGIN IMMEDIATE already excludes every writer.
+            current = OutboxMessage.select(OutboxMessage.id, OutboxMessage.lease_token).where(
+                OutboxMessage.id.in_([message.id for message in messages])
+                & (OutboxMessage.status == "sending")
+            )
+            tokens = dict((current.for_update() if store.is_postgres() else current).tuples())
+            held = {message.id for message in messages if tokens.get(message.id) == message.lease_token}
+            for message, _, _ in outcomes:
+                if message.id not in held:
+                    log.warning("message %s was taken over by another worker; its outcome is not recorded",
+                                message.message_id)
+            recorded = self._record([outcome for outcome in outcomes if outcome[0].id in held], now)
+            renewed = [message for message in unsent if message.id in held]
+            if renewed:
+                lease_until = now + timedelta(seconds=self.lease_seconds(renewed[0].target))
+                OutboxMessage.update(lease_until=lease_until).where(
+                    OutboxMessage.id.in_([message.id for message in renewed])
+                ).execute()
+                for message in renewed:
+                    message.lease_until = lease_until
+        for message in recorded:
+            self._log(message)
+        return held
+
+    def _record(self, outcomes, now):
+        """Write held messages' outcomes: delivered ones alike in one UPDATE, others one by one."""
+        delivered = defaultdict(list)
+        for message, outcome, sent_at in outcomes:
+            changes = self._changes(message, outcome, sent_at)
+            if changes["status"] == "delivered":
+                delivered[changes["last_status_code"], changes["last_answer"]].append(message)
+                continue
+            OutboxMessage.update(**changes).where(OutboxMessage.id == message.id).execute()
+            self._apply(message, changes)
+            if message.status == "failed":
+                self._undo(message, message.last_answer or f"HTTP {message.last_status_code}", sent_at)
+        for (status_code, answer), messages in delivered.items():
+            # Stamped when recorded: a delivered message's finished_at is at most one
+            # RECORD_EVERY_SECONDS (plus a send) after its answer arrived.
+            changes = {"status": "delivered", "finished_at": now, "last_status_code": status_code,
+                       "last_answer": answer, "lease_token": None, "lease_until": None}
+            OutboxMessage.update(attempts=OutboxMessage.attempts + 1, **changes).where(
+                OutboxMessage.id.in_([message.id for message in messages])
+            ).execute()
+            for message in messages:
+                self._apply(message, {**changes, "attempts": message.attempts + 1})
+        return [message for message, _, _ in outcomes]
+
+    def _changes(self, message, outcome, now):
+        """Return the column values an outcome gives a message sent at `now`."""
         schedule = self.settings.retry_schedule
         attempts = message.attempts + 1
         if isinstance(outcome, Answer):
@@ -139,28 +262,12 @@ class Dispatcher:
             changes.update(status="pending", next_attempt_at=now + timedelta(seconds=wait))
         else:
             changes.update(status="failed", finished_at=now)
-        with store.transaction():
-            updated = (
-                OutboxMessage.update(**changes)
-                .where(
-                    (OutboxMessage.id == message.id)
-                    & (OutboxMessage.lease_token == message.lease_token)
-                    & (OutboxMessage.status == "sending")
-                )
-                .execute()
-            )
-            if updated != 1:
-                log.warning(
-                    "message %s was taken over by another worker; its outcome is not recorded",
-                    message.message_id,
-                )
-                return False
-            for field, value in changes.items():
-                setattr(message, field, value)
-            if message.status == "failed":
-                self._undo(message, answer or f"HTTP {status_code}", now)
-        self._log(message)
-        return True
+        return changes
+
+    @staticmethod
+    def _apply(message, changes):
+        for field, value in changes.items():
+            setattr(message, field, value)
 
     def _undo(self, message, answer, now):
         """Undo what a failed message promised, in the transaction that marks it failed."""
@@ -192,12 +299,9 @@ class Dispatcher:
         """Send the target's due messages until none is left; return how many were sent."""
         sent = 0
         while not self._stopping.is_set():
-            messages = self.claim(target, clock())
-            for message in messages:
-                if self._stopping.is_set():
-                    # Unsent claims go back to others once their lease runs out.
-                    break
-                sent += self.deliver(message, clock())
+            claimed_at = clock()
+            messages = self.claim(target, claimed_at)
+            sent += self.send_batch(messages, claimed_at, clock)
             # An empty claim means nothing is due; a short one may have unblocked the
             # next message of an FO, so look again.
             if not messages:

@@ -75,26 +75,27 @@ def enqueue(app, target, fo_pairs, count, tag):
 
 
 def claim_diagnostics(app, target):
-    """Time the dispatcher's claim query (`dispatcher.claimable`) as it stands, and explain it."""
+    """Time the claim queries (`dispatcher.abandoned`, `dispatcher.claimable`) and explain them."""
     from adapter import dispatcher, store
     from adapter.times import utcnow
 
-    with app.app_context(), store.database.connection_context():
-        query = dispatcher.claimable(target, utcnow()).limit(app.extensions["adapter_settings"].batch_size)
-        sql, params = query.sql()
-        times = []
-        for _ in range(3):
-            began = time.perf_counter()
-            list(query.clone())
-            times.append((time.perf_counter() - began) * 1000)
-        if store.is_postgres():
-            plan = [row[0] for row in store.database.execute_sql("EXPLAIN " + sql, params).fetchall()]
-        else:
-            plan = [row[-1] for row in store.database.execute_sql("EXPLAIN QUERY PLAN " + sql,
-                                                                  params).fetchall()]
     pending = c.count_rows(store_url[0], "SELECT count(*) FROM outbox_message WHERE status = 'pending'")
-    print(f"   claim query with {pending:,} pending: {min(times):.1f} ms (best of 3); plan: "
-          + " | ".join(plan))
+    limit = app.extensions["adapter_settings"].batch_size
+    with app.app_context(), store.database.connection_context():
+        for select in (dispatcher.abandoned, dispatcher.claimable):
+            query = select(target, utcnow()).limit(limit)
+            sql, params = query.sql()
+            times = []
+            for _ in range(3):
+                began = time.perf_counter()
+                list(query.clone())
+                times.append((time.perf_counter() - began) * 1000)
+            if store.is_postgres():
+                plan = [row[0].strip() for row in store.database.execute_sql("EXPLAIN " + sql, params)]
+            else:
+                plan = [row[-1] for row in store.database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
+            print(f"   claim query `{select.__name__}` with {pending:,} pending: {min(times):.1f} ms "
+                  "(best of 3); plan: " + " | ".join(plan))
 
 
 store_url = [None]

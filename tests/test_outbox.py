@@ -26,7 +26,13 @@ from adapter import settings as adapter_settings
 from adapter.dispatcher import Dispatcher, ensure_started
 from adapter.errors import SignatureInvalid
 from adapter.models import FulfillmentOrder, MerchantRequest, OutboxMessage, TimelineEvent
-from adapter.service_client import MAX_RETRY_AFTER_SECONDS, USER_AGENT, Answer, retry_after_seconds
+from adapter.service_client import (
+    MAX_RETRY_AFTER_SECONDS,
+    USER_AGENT,
+    Answer,
+    ServiceClient,
+    retry_after_seconds,
+)
 from adapter.times import utcnow
 from config import load_settings
 from handlers.outbox_cli import outbox_cli
@@ -144,6 +150,20 @@ def test_outbound_message_is_signed_and_verifiable_with_standardwebhooks(config,
     assert (message.status, message.attempts, message.last_status_code) == ("delivered", 1, 200)
     assert message.finished_at is not None
 
+
+def test_the_client_still_uses_the_environment_s_proxy_and_ca_bundle(config, http, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "beta.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/adapter-bundle.pem")
+    http.post(ACME_URL, status=200)
+    http.post(BETA_URL, status=200)
+    _, message = submitted()
+    ServiceClient("acme", ACME_URL, ACME_SECRET, 1).post(message, utcnow())
+    ServiceClient("beta", BETA_URL, BETA_SECRET, 1).post(message, utcnow())
+    acme, beta = (call.request.req_kwargs for call in http.calls)
+    assert acme["proxies"]["https"] == "http://proxy.example:3128"
+    assert acme["verify"] == beta["verify"] == "/etc/ssl/adapter-bundle.pem"
+    assert "https" not in beta["proxies"]
 
 def test_shipping_confirmation_goes_to_the_notifications_endpoint(config, http):
     http.post(NOTIFY_URL, status=204)
@@ -316,6 +336,156 @@ def test_expired_lease_is_reclaimed_and_the_stale_worker_cannot_overwrite(config
     message = reload(message)
     assert (message.status, message.attempts, message.last_status_code) == ("delivered", 1, 200)
     assert len(sent(http)) == 1
+
+
+class Clock:
+    """A clock that moves `step` seconds on each reading, from `start`."""
+
+    def __init__(self, start, step):
+        self.now, self.step = start, timedelta(seconds=step)
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+@pytest.fixture
+def transactions(monkeypatch):
+    """Count the outermost store transactions begun."""
+    counted = []
+    transaction = store.transaction
+
+    @contextlib.contextmanager
+    def counting():
+        if not store.database.in_transaction():
+            counted.append(1)
+        with transaction():
+            yield
+
+    monkeypatch.setattr(store, "transaction", counting)
+    return counted
+
+
+def test_a_batch_costs_one_claim_and_one_outcome_transaction(config, http, transactions):
+    http.post(ACME_URL, status=200, body="ok")
+    now = utcnow()
+    messages = [submitted(now=now)[1] for _ in range(5)]
+    transactions.clear()
+    assert Dispatcher(config).run_target("acme", lambda: now) == 5
+    # The claim, every outcome at once, then the claim that finds nothing left.
+    assert len(transactions) == 3
+    for message in messages:
+        message = reload(message)
+        assert (message.status, message.attempts, message.last_status_code) == ("delivered", 1, 200)
+        assert (message.last_answer, message.finished_at) == ("ok", now)
+        assert (message.lease_token, message.lease_until) == (None, None)
+
+
+def test_a_batch_records_each_kind_of_outcome(config, http):
+    http.post(ACME_URL, status=200)
+    http.post(ACME_URL, status=503, headers={"Retry-After": "60"})
+    http.post(ACME_URL, status=422, body="Unknown SKU")
+    http.post(ACME_URL, status=204)
+    now = utcnow()
+    made = [submitted(now=now) for _ in range(4)]
+    assert Dispatcher(config).run_target("acme", lambda: now) == 4
+    delivered, retried, failed, no_content = (reload(message) for _, message in made)
+    assert (delivered.status, delivered.last_status_code) == ("delivered", 200)
+    assert (no_content.status, no_content.last_status_code) == ("delivered", 204)
+    assert (retried.status, retried.attempts, retried.next_attempt_at) == (
+        "pending", 1, now + timedelta(seconds=60))
+    assert (failed.status, failed.last_answer) == ("failed", "Unknown SKU")
+    assert reload(made[2][0]).request_status == "unsubmitted"
+    assert reload(made[0][0]).request_status == "submitted"
+
+
+def test_a_long_batch_records_outcomes_and_renews_the_rest_once_a_lease_has_aged(config, http):
+    now = utcnow()
+    first, second, third = (submitted(now=now)[1] for _ in range(3))
+    dispatcher = Dispatcher(config)
+    half = timedelta(seconds=dispatcher_module.RECORD_EVERY_SECONDS / 2)
+    seen = []
+
+    def answer(request):
+        # What the store holds while each message is on the wire.
+        seen.append([(row.status, row.lease_until) for row in map(reload, (first, second, third))])
+        return 200, {}, ""
+
+    http.add_callback(responses.POST, ACME_URL, callback=answer)
+    # Claimed at now + half; sent at now + 2 half, 3 half (the lease has aged: renewed), 4 half.
+    assert dispatcher.run_target("acme", Clock(now, half.total_seconds())) == 3
+    lease = timedelta(seconds=dispatcher.lease_seconds("acme"))
+    claimed, renewed = ("sending", now + half + lease), ("sending", now + 3 * half + lease)
+    assert seen == [
+        [claimed, claimed, claimed],
+        [("delivered", None), renewed, renewed],
+        [("delivered", None), renewed, renewed],
+    ]
+    assert {reload(message).status for message in (first, second, third)} == {"delivered"}
+
+
+def test_a_message_taken_over_during_a_batch_is_not_sent(config, http):
+    http.post(ACME_URL, status=200)
+    now = utcnow()
+    first, second = (submitted(now=now)[1] for _ in range(2))
+    dispatcher = Dispatcher(config)
+    [claimed_first, claimed_second] = dispatcher.claim("acme", now)
+    # Another worker took the second message over after the lease ran out.
+    OutboxMessage.update(lease_token="other").where(OutboxMessage.id == second.id).execute()
+    late = now + timedelta(seconds=dispatcher_module.RECORD_EVERY_SECONDS)
+    assert dispatcher.send_batch([claimed_first, claimed_second], now, lambda: late) == 1
+    assert [request.headers["webhook-id"] for request in sent(http)] == [first.message_id]
+    assert reload(first).status == "delivered"
+    second = reload(second)
+    assert (second.status, second.lease_token, second.attempts) == ("sending", "other", 0)
+
+
+def test_a_stopping_dispatcher_records_what_it_sent_and_leaves_the_rest(config, http):
+    now = utcnow()
+    first, second = (submitted(now=now)[1] for _ in range(2))
+    dispatcher = Dispatcher(config)
+
+    def answer(request):
+        dispatcher._stopping.set()
+        return 200, {}, ""
+
+    http.add_callback(responses.POST, ACME_URL, callback=answer)
+    assert dispatcher.run_target("acme", lambda: now) == 1
+    assert reload(first).status == "delivered"
+    assert reload(second).status == "sending"
+
+
+def test_a_crash_between_sending_and_recording_resends_with_the_same_id(config, http, monkeypatch):
+    http.post(ACME_URL, status=200)
+    now = utcnow()
+    messages = [submitted(now=now)[1] for _ in range(3)]
+    crashing = Dispatcher(config)
+
+    def crash(outcomes, now):
+        raise RuntimeError("the worker died")
+
+    monkeypatch.setattr(crashing, "_record", crash)
+    with pytest.raises(RuntimeError):
+        crashing.run_target("acme", lambda: now)
+    assert {reload(message).status for message in messages} == {"sending"}
+    assert len(sent(http)) == 3
+    later = now + timedelta(seconds=crashing.lease_seconds("acme") + 1)
+    assert Dispatcher(config).run_once(later) == 3
+    ids = [request.headers["webhook-id"] for request in sent(http)]
+    assert ids == [message.message_id for message in messages] * 2
+    assert {(reload(message).status, reload(message).attempts) for message in messages} == {("delivered", 1)}
+
+
+def test_the_claim_takes_abandoned_messages_first_then_the_earliest_due(config, http):
+    now = utcnow()
+    made = [submitted(now=now + timedelta(seconds=seconds))[1] for seconds in (3, 1, 2)]
+    dispatcher = Dispatcher(config)
+    [abandoned] = Dispatcher(load_settings(environ={}, overrides=overrides(batch_size=1))).claim(
+        "acme", now + timedelta(seconds=3))
+    assert abandoned.id == made[1].id
+    later = now + timedelta(seconds=dispatcher.lease_seconds("acme") + 4)
+    claimed = dispatcher.claim("acme", later)
+    assert [message.id for message in claimed] == [made[1].id, made[2].id, made[0].id]
 
 
 def test_messages_of_one_fo_go_out_in_order(config, http):
