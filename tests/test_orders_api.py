@@ -597,6 +597,24 @@ def test_cursor_pagination_within_a_filter_visits_every_match_once(api, create_o
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.parametrize("query", [
+    "payment_status=unpaid", "payment_status=pending,authorized&order_status=open&service=acme",
+])
+def test_cursor_pagination_across_several_states_visits_every_match_once_newest_first(
+    api, create_order, query
+):
+    unpaid = []
+    for index in range(9):
+        order = create_order(transactions=[[], [SALE], [authorization()]][index % 3])
+        if index % 3 != 1:
+            unpaid.append(order["id"])
+
+    ids, pages = _walk_pages(api, query, 2)
+
+    assert ids == sorted(unpaid, reverse=True)
+    assert pages == 3
+
+
 def test_orders_created_while_paging_cause_no_duplicates_or_misses(api, create_order):
     created = [create_order()["id"] for _ in range(6)]
     first = api.get("/orders?limit=2")
