@@ -1,8 +1,5 @@
 """Row locks and the rules every operation checks before changing an order."""
 
-import functools
-import operator
-
 from . import prepared, store
 from .errors import NotFound, OrderLocked
 from .models import FulfillmentOrder, Order
@@ -37,15 +34,7 @@ def locked_row(model, missing, **equals):
     if store.is_postgres():
         # Lock the order found through the row, then read the row under the lock: a read
         # before the lock could predate a concurrent change.
-        condition = functools.reduce(
-            operator.and_, (getattr(model, name) == value for name, value in equals.items())
-        )
-        order = (
-            Order.select()
-            .where(Order.id.in_(model.select(model.order).where(condition)))
-            .for_update()
-            .get_or_none()
-        )
+        order = prepared.locked_parent(Order, model, "order", **equals)
         row = prepared.get_or_none(model, **equals) if order is not None else None
     else:
         # On SQLite the transaction has held the write lock since BEGIN IMMEDIATE.

@@ -37,8 +37,11 @@ def _insert_sql(kind, model, names, ignore_conflicts):
 
 @functools.cache
 def _select_sql(kind, model, names):
-    columns = ", ".join(_column(model, field.name) for field in model._meta.sorted_fields)
-    return f"SELECT {columns} FROM {_table(model)} WHERE {_equal_to(model, names, ' AND ')}"
+    return f"SELECT {_columns(model)} FROM {_table(model)} WHERE {_equal_to(model, names, ' AND ')}"
+
+
+def _columns(model):
+    return ", ".join(_column(model, field.name) for field in model._meta.sorted_fields)
 
 
 @functools.cache
@@ -62,7 +65,34 @@ def insert(model, ignore_conflicts=False, **values):
 def get_or_none(model, **equals):
     """Return the model instance whose fields equal `equals`, or None."""
     sql = _select_sql(type(database.obj), model, tuple(equals))
-    return next(iter(model.raw(sql, *_params(model, equals))), None)
+    return _instance(model, database.execute_sql(sql, _params(model, equals)).fetchone())
+
+
+def locked_parent(parent, model, link, **equals):
+    """Return the `parent` row that the `model` row whose fields equal `equals` links to, locked
+    FOR UPDATE until the transaction ends (PostgreSQL), or None."""
+    sql = _parent_sql(type(database.obj), parent, model, link, tuple(equals))
+    return _instance(parent, database.execute_sql(sql, _params(model, equals)).fetchone())
+
+
+@functools.cache
+def _parent_sql(kind, parent, model, link, names):
+    return (
+        f"SELECT {_columns(parent)} FROM {_table(parent)} WHERE {_column(parent, 'id')} IN "
+        f"(SELECT {_column(model, link)} FROM {_table(model)} "
+        f"WHERE {_equal_to(model, names, ' AND ')}) FOR UPDATE"
+    )
+
+
+def _instance(model, row):
+    if row is None:
+        return None
+    instance = model(__no_default__=True)
+    fields = model._meta.sorted_fields
+    instance.__data__ = {
+        field.name: field.python_value(value) for field, value in zip(fields, row, strict=True)
+    }
+    return instance
 
 
 def update(model, where, **values):

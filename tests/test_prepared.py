@@ -59,7 +59,7 @@ def test_save_writes_only_the_changed_columns(db):
               "applied_at": datetime(2026, 1, 1)}
     WebhookReceipt.create(service="a", webhook_id="w", **fields)
     first = WebhookReceipt.get(WebhookReceipt.webhook_id == "w")
-    second = WebhookReceipt.get(WebhookReceipt.webhook_id == "w")
+    second = prepared.get_or_none(WebhookReceipt, service="a", webhook_id="w")
     first.response_status = 201
     second.response_body = "{}"
     assert first.save() == 1
