@@ -32,11 +32,18 @@ class BaseModel(peewee.Model):
         only_save_dirty = True
 
     def save(self, force_insert=False, only=None):
-        """Write a stored row's changed columns, with the UPDATE's SQL built once per column set."""
-        if force_insert or only is not None or self.id is None or not self._dirty:
+        """Insert a new row, or write a stored row's changed columns, with SQL built once per shape."""
+        if only is not None:
             return super().save(force_insert=force_insert, only=only)
-        changed = {name: self.__data__.get(name) for name in self._dirty}
-        rows = prepared.update(type(self), {"id": self.id}, **changed)
+        if self.id is None:
+            values = {name: value for name, value in self.__data__.items() if name != "id"}
+            self.id = prepared.insert_returning_id(type(self), **values)
+            rows = 1
+        elif force_insert or not self._dirty:
+            return super().save(force_insert=force_insert, only=only)
+        else:
+            changed = {name: self.__data__.get(name) for name in self._dirty}
+            rows = prepared.update(type(self), {"id": self.id}, **changed)
         self._dirty.clear()
         return rows
 

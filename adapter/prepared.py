@@ -9,6 +9,8 @@ models' fields do.
 
 import functools
 
+import peewee
+
 from .store import database
 
 
@@ -60,6 +62,14 @@ def insert(model, ignore_conflicts=False, **values):
     """Insert one row; return how many rows were inserted (0 when a conflict was ignored)."""
     sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
     return database.execute_sql(sql, _params(model, values)).rowcount
+
+
+def insert_returning_id(model, **values):
+    """Insert one row and return its new id."""
+    postgres = isinstance(database.obj, peewee.PostgresqlDatabase)
+    sql = _insert_sql(type(database.obj), model, tuple(values), False)
+    cursor = database.execute_sql(sql + (" RETURNING id" if postgres else ""), _params(model, values))
+    return cursor.fetchone()[0] if postgres else cursor.lastrowid
 
 
 def get_or_none(model, **equals):
