@@ -160,6 +160,9 @@ def list_query(filters, limit, after_id, now, expiring_days):
 
 
 def list_orders(filters, limit, after_id, now, expiring_days):
-    """Return up to `limit` orders, newest first, after `after_id`, and whether more follow."""
-    orders = list(list_query(filters, limit, after_id, now, expiring_days))
+    """Return up to `limit` orders, newest first, after `after_id`, and whether more follow.
+
+    The orders are named tuples of their columns: a page is read to be rendered, not changed.
+    """
+    orders = list(list_query(filters, limit, after_id, now, expiring_days).namedtuples())
     return orders[:limit], len(orders) > limit

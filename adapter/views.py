@@ -103,9 +103,20 @@ def order_views(orders, now):
     with store.snapshot():
         # Read the orders again inside the snapshot so their statuses match their parts.
         fresh = {row.id: row for row in _ORDERS.rows(ids)}
-        parts = _parts_of(ids)
+        return listed_order_views([fresh[i] for i in ids if i in fresh], now)
+
+
+def listed_order_views(rows, now):
+    """Return the views of orders read in the snapshot the caller holds (see `order_views`).
+
+    `rows` carry the order's columns as attributes (model instances or named tuples).
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    parts = _parts_of([row.id for row in rows])
     expiring_days = settings.current().expiring_days
-    return [_render_order(fresh[i], parts, now, expiring_days) for i in ids if i in fresh]
+    return [_render_order(row, parts, now, expiring_days) for row in rows]
 
 
 def order_view(order, now):

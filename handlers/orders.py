@@ -5,7 +5,7 @@ import binascii
 
 from flask import Blueprint, current_app, url_for
 
-from adapter import orders, payments, queries, returns, timeline, views
+from adapter import orders, payments, queries, returns, store, timeline, views
 from adapter.errors import ValidationFailed
 from adapter.guards import get_order
 
@@ -77,12 +77,12 @@ def list_orders():
     args = query_args(order_query)
     after = decode_cursor(args["cursor"]) if args.get("cursor") else None
     settings = current_app.extensions["adapter_settings"]
-    found, more = queries.list_orders(args, args["limit"], after, now(), settings.expiring_days)
+    with store.snapshot():
+        # The page and the parts of its orders, as of one moment.
+        found, more = queries.list_orders(args, args["limit"], after, now(), settings.expiring_days)
+        page = views.listed_order_views(found, now())
     return rendered(
-        {
-            "orders": views.order_views(found, now()),
-            "next_cursor": encode_cursor(found[-1].id) if more else None,
-        },
+        {"orders": page, "next_cursor": encode_cursor(found[-1].id) if more else None},
     )
 
 

@@ -208,6 +208,15 @@ def test_intake_answers_exactly_what_reading_the_order_answers(api, changes):
     assert read.status_code == 200
 
 
+def test_a_listed_order_is_exactly_what_reading_it_answers(api, orders):
+    """The list renders the rows its query read; reading one order renders rows read afresh."""
+    listed = api.get("/orders?limit=250&order_status=open,archived,cancelled")
+    assert listed.status_code == 200
+    assert sorted(view["id"] for view in listed.body["orders"]) == sorted(set(orders))
+    for view in listed.body["orders"]:
+        assert text(view) == text(api.get(f"/orders/{view['id']}").body)
+
+
 class Statements(logging.Handler):
     """Count the statements peewee runs (it logs each one at DEBUG)."""
 
