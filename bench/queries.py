@@ -509,7 +509,7 @@ def main():
     parser.add_argument("--database")
     parser.add_argument("--sizes", default="100000,1000000",
                         help="comma-separated order counts, ascending (100000,1000000)")
-    parser.add_argument("--repeat", type=int, default=20, help="timed requests per filter (20)")
+    parser.add_argument("--repeat", type=int, default=100, help="timed requests per filter (100)")
     parser.add_argument("--pages", type=int, default=50, help="cursor pages (50)")
     parser.add_argument("--no-plans", action="store_true", help="do not print the query plans")
     parser.add_argument("--seed", type=int, default=1)
