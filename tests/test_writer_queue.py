@@ -1,5 +1,6 @@
 """SQLite writers queue for their turn: across processes, across threads, with a bounded wait."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,12 +59,13 @@ def test_threads_of_one_process_take_turns(queue):
     assert overlaps == []
 
 
-def test_a_turn_that_does_not_come_in_time_is_refused(queue):
-    queue.timeout_seconds = 0.2
+@contextlib.contextmanager
+def held_by_another_thread(enter):
+    """Run `with enter():` in another thread, holding it until the block ends."""
     holding, done = threading.Event(), threading.Event()
 
     def hold():
-        with queue.turn():
+        with enter():
             holding.set()
             done.wait(10)
 
@@ -71,11 +73,16 @@ def test_a_turn_that_does_not_come_in_time_is_refused(queue):
     holder.start()
     holding.wait(10)
     try:
-        with queue.turn() as granted:
-            assert granted is False
+        yield
     finally:
         done.set()
         holder.join()
+
+
+def test_a_turn_that_does_not_come_in_time_is_refused(queue):
+    queue.timeout_seconds = 0.2
+    with held_by_another_thread(queue.turn), queue.turn() as granted:
+        assert granted is False
     with queue.turn() as granted:
         assert granted
 
@@ -98,22 +105,15 @@ def test_store_transactions_queue_and_a_late_turn_is_a_503(app):
         pytest.skip("PostgreSQL has row locks; SQLite writers alone take turns")
     writer_queue = store.database.obj.writer_queue
     writer_queue.timeout_seconds = 0.2
-    holding, done = threading.Event(), threading.Event()
 
-    def hold():
+    @contextlib.contextmanager
+    def writing():
         with store.database.connection_context(), store.transaction():
-            holding.set()
-            done.wait(10)
+            yield
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(10)
-    try:
+    with held_by_another_thread(writing):
         assert not other_process_can_lock(writer_queue.path)
-        with pytest.raises(StoreUnavailable), store.database.connection_context(), store.transaction():
+        with pytest.raises(StoreUnavailable), writing():
             pass
-    finally:
-        done.set()
-        holder.join()
-    with store.database.connection_context(), store.transaction():
+    with writing():
         pass
