@@ -4,12 +4,11 @@ import logging
 import os
 import threading
 import uuid
-from collections import defaultdict
 from datetime import timedelta
 
 from peewee import SQL, fn
 
-from . import fulfillment_orders, outbox, store
+from . import fulfillment_orders, outbox, prepared, store
 from .errors import NotFound
 from .models import OutboxMessage
 from .service_client import Answer, DeliveryError, client_for
@@ -161,18 +160,6 @@ class Dispatcher:
             self._settle(outcomes, [], clock())
         return sent
 
-    def deliver(self, message, now):
-        """Renew one claimed message's lease, send it and record the outcome; return whether it was sent."""
-        if message.id not in self._settle([], [message], now):
-            log.info("message %s was taken over by another worker; not sending", message.message_id)
-            return False
-        self.record(message, self._send(message, now), now)
-        return True
-
-    def record(self, message, outcome, now):
-        """Save an Answer or DeliveryError for a claimed message; False if the lease was lost."""
-        return message.id in self._settle([(message, outcome, now)], [], now)
-
     def _send(self, message, now):
         """Post one message; return its Answer or the DeliveryError that stopped it."""
         try:
@@ -181,62 +168,64 @@ class Dispatcher:
             return exc
 
     def _settle(self, outcomes, unsent, now):
-        """Record (message, outcome, sent_at) triples and renew the leases of `unsent`, in one transaction.
+        """Record (message, outcome, sent_at) triples and renew the leases of `unsent`.
 
         Only messages still under the lease this worker holds are written; return their ids.
+        Deliveries and retries are written, and leases renewed, in one transaction. A failure
+        undoes its FO's state, which locks its order, so each is written in a transaction of
+        its own: one that cannot be undone holds back no other outcome, and no transaction
+        locks two orders.
         """
-        if not outcomes and not unsent:
-            return set()
-        messages = [message for message, _, _ in outcomes] + unsent
-        with store.transaction():
-            # On PostgreSQL the lock keeps a claimer from taking these rows over before
-            # they are written; SQLite's BEGIN IMMEDIATE already excludes every writer.
-            current = OutboxMessage.select(OutboxMessage.id, OutboxMessage.lease_token).where(
-                OutboxMessage.id.in_([message.id for message in messages])
-                & (OutboxMessage.status == "sending")
-            )
-            tokens = dict((current.for_update() if store.is_postgres() else current).tuples())
-            held = {message.id for message in messages if tokens.get(message.id) == message.lease_token}
-            for message, _, _ in outcomes:
-                if message.id not in held:
-                    log.warning("message %s was taken over by another worker; its outcome is not recorded",
-                                message.message_id)
-            recorded = self._record([outcome for outcome in outcomes if outcome[0].id in held], now)
-            renewed = [message for message in unsent if message.id in held]
-            if renewed:
-                lease_until = now + timedelta(seconds=self.lease_seconds(renewed[0].target))
-                OutboxMessage.update(lease_until=lease_until).where(
-                    OutboxMessage.id.in_([message.id for message in renewed])
-                ).execute()
-                for message in renewed:
-                    message.lease_until = lease_until
-        for message in recorded:
-            self._log(message)
+        changed = [(message, self._changes(message, outcome, sent_at), sent_at)
+                   for message, outcome, sent_at in outcomes]
+        settled = [entry for entry in changed if entry[1]["status"] != "failed"]
+        failed = [entry for entry in changed if entry[1]["status"] == "failed"]
+        held = set()
+        if settled or unsent:
+            with store.transaction():
+                held = self._held([message for message, _, _ in settled] + unsent)
+                for message, changes, _ in settled:
+                    if message.id in held:
+                        self._write(message, changes)
+                renewed = [message for message in unsent if message.id in held]
+                if renewed:
+                    lease_until = now + timedelta(seconds=self.lease_seconds(renewed[0].target))
+                    OutboxMessage.update(lease_until=lease_until).where(
+                        OutboxMessage.id.in_([message.id for message in renewed])
+                    ).execute()
+                    for message in renewed:
+                        message.lease_until = lease_until
+        for message, changes, sent_at in failed:
+            with store.transaction():
+                if self._held([message]):
+                    held.add(message.id)
+                    self._write(message, changes)
+                    self._undo(message, message.last_answer or f"HTTP {message.last_status_code}", sent_at)
+        for message, _, _ in changed:
+            if message.id in held:
+                self._log(message)
+            else:
+                log.warning("message %s was taken over by another worker; its outcome is not recorded",
+                            message.message_id)
         return held
 
-    def _record(self, outcomes, now):
-        """Write held messages' outcomes: delivered ones alike in one UPDATE, others one by one."""
-        delivered = defaultdict(list)
-        for message, outcome, sent_at in outcomes:
-            changes = self._changes(message, outcome, sent_at)
-            if changes["status"] == "delivered":
-                delivered[changes["last_status_code"], changes["last_answer"]].append(message)
-                continue
-            OutboxMessage.update(**changes).where(OutboxMessage.id == message.id).execute()
-            self._apply(message, changes)
-            if message.status == "failed":
-                self._undo(message, message.last_answer or f"HTTP {message.last_status_code}", sent_at)
-        for (status_code, answer), messages in delivered.items():
-            # Stamped when recorded: a delivered message's finished_at is at most one
-            # RECORD_EVERY_SECONDS (plus a send) after its answer arrived.
-            changes = {"status": "delivered", "finished_at": now, "last_status_code": status_code,
-                       "last_answer": answer, "lease_token": None, "lease_until": None}
-            OutboxMessage.update(attempts=OutboxMessage.attempts + 1, **changes).where(
-                OutboxMessage.id.in_([message.id for message in messages])
-            ).execute()
-            for message in messages:
-                self._apply(message, {**changes, "attempts": message.attempts + 1})
-        return [message for message, _, _ in outcomes]
+    @staticmethod
+    def _held(messages):
+        """Ids of `messages` still sending under the lease this worker took (inside a transaction)."""
+        if not messages:
+            return set()
+        # On PostgreSQL the lock keeps a claimer from taking these rows over before they are
+        # written; SQLite's BEGIN IMMEDIATE already excludes every writer.
+        current = OutboxMessage.select(OutboxMessage.id, OutboxMessage.lease_token).where(
+            OutboxMessage.id.in_([message.id for message in messages])
+            & (OutboxMessage.status == "sending")
+        )
+        tokens = dict((current.for_update() if store.is_postgres() else current).tuples())
+        return {message.id for message in messages if tokens.get(message.id) == message.lease_token}
+
+    def _write(self, message, changes):
+        prepared.update(OutboxMessage, {"id": message.id}, **changes)
+        self._apply(message, changes)
 
     def _changes(self, message, outcome, now):
         """Return the column values an outcome gives a message sent at `now`."""

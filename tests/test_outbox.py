@@ -29,7 +29,6 @@ from adapter.models import FulfillmentOrder, MerchantRequest, OutboxMessage, Tim
 from adapter.service_client import (
     MAX_RETRY_AFTER_SECONDS,
     USER_AGENT,
-    Answer,
     ServiceClient,
     retry_after_seconds,
 )
@@ -164,6 +163,7 @@ def test_the_client_still_uses_the_environment_s_proxy_and_ca_bundle(config, htt
     assert acme["proxies"]["https"] == "http://proxy.example:3128"
     assert acme["verify"] == beta["verify"] == "/etc/ssl/adapter-bundle.pem"
     assert "https" not in beta["proxies"]
+
 
 def test_shipping_confirmation_goes_to_the_notifications_endpoint(config, http):
     http.post(NOTIFY_URL, status=204)
@@ -331,8 +331,8 @@ def test_expired_lease_is_reclaimed_and_the_stale_worker_cannot_overwrite(config
     assert fresh.run_once(now + timedelta(seconds=1)) == 0
     assert fresh.run_once(now + timedelta(seconds=stale.lease_seconds("acme") + 1)) == 1
     assert reload(message).status == "delivered"
-    assert stale.record(claimed, Answer(500, None, "late"), now) is False
-    assert stale.deliver(claimed, now) is False
+    later = now + timedelta(seconds=dispatcher_module.RECORD_EVERY_SECONDS)
+    assert stale.send_batch([claimed], now, lambda: later) == 0
     message = reload(message)
     assert (message.status, message.attempts, message.last_status_code) == ("delivered", 1, 200)
     assert len(sent(http)) == 1
@@ -387,16 +387,32 @@ def test_a_batch_records_each_kind_of_outcome(config, http):
     http.post(ACME_URL, status=422, body="Unknown SKU")
     http.post(ACME_URL, status=204)
     now = utcnow()
-    made = [submitted(now=now) for _ in range(4)]
-    assert Dispatcher(config).run_target("acme", lambda: now) == 4
+    made = [submitted(now=now + timedelta(seconds=second)) for second in range(4)]
+    later = now + timedelta(seconds=4)
+    assert Dispatcher(config).run_target("acme", lambda: later) == 4
     delivered, retried, failed, no_content = (reload(message) for _, message in made)
     assert (delivered.status, delivered.last_status_code) == ("delivered", 200)
     assert (no_content.status, no_content.last_status_code) == ("delivered", 204)
     assert (retried.status, retried.attempts, retried.next_attempt_at) == (
-        "pending", 1, now + timedelta(seconds=60))
+        "pending", 1, later + timedelta(seconds=60))
     assert (failed.status, failed.last_answer) == ("failed", "Unknown SKU")
     assert reload(made[2][0]).request_status == "unsubmitted"
     assert reload(made[0][0]).request_status == "submitted"
+
+
+def test_a_failure_that_cannot_be_undone_holds_back_no_other_outcome(config, http, monkeypatch):
+    for status in (200, 422, 200):
+        http.post(ACME_URL, status=status)
+    now = utcnow()
+    made = [submitted(now=now + timedelta(seconds=second))[1] for second in range(3)]
+
+    def broken(*args):
+        raise RuntimeError("undo failed")
+
+    monkeypatch.setattr(fulfillment_orders, "message_failed", broken)
+    with pytest.raises(RuntimeError):
+        Dispatcher(config).run_target("acme", lambda: now + timedelta(seconds=3))
+    assert [reload(message).status for message in made] == ["delivered", "sending", "delivered"]
 
 
 def test_a_long_batch_records_outcomes_and_renews_the_rest_once_a_lease_has_aged(config, http):
@@ -461,10 +477,10 @@ def test_a_crash_between_sending_and_recording_resends_with_the_same_id(config, 
     messages = [submitted(now=now)[1] for _ in range(3)]
     crashing = Dispatcher(config)
 
-    def crash(outcomes, now):
+    def crash(message, changes):
         raise RuntimeError("the worker died")
 
-    monkeypatch.setattr(crashing, "_record", crash)
+    monkeypatch.setattr(crashing, "_write", crash)
     with pytest.raises(RuntimeError):
         crashing.run_target("acme", lambda: now)
     assert {reload(message).status for message in messages} == {"sending"}
@@ -478,14 +494,12 @@ def test_a_crash_between_sending_and_recording_resends_with_the_same_id(config, 
 
 def test_the_claim_takes_abandoned_messages_first_then_the_earliest_due(config, http):
     now = utcnow()
-    made = [submitted(now=now + timedelta(seconds=seconds))[1] for seconds in (3, 1, 2)]
-    dispatcher = Dispatcher(config)
-    [abandoned] = Dispatcher(load_settings(environ={}, overrides=overrides(batch_size=1))).claim(
-        "acme", now + timedelta(seconds=3))
-    assert abandoned.id == made[1].id
-    later = now + timedelta(seconds=dispatcher.lease_seconds("acme") + 4)
-    claimed = dispatcher.claim("acme", later)
-    assert [message.id for message in claimed] == [made[1].id, made[2].id, made[0].id]
+    made = [submitted(now=now + timedelta(seconds=seconds))[1] for seconds in (1, 3, 2)]
+    # A worker died holding the latest due message; its lease has run out.
+    OutboxMessage.update(status="sending", lease_token="dead", lease_until=now).where(
+        OutboxMessage.id == made[1].id).execute()
+    claimed = Dispatcher(config).claim("acme", now + timedelta(seconds=4))
+    assert [message.id for message in claimed] == [made[1].id, made[0].id, made[2].id]
 
 
 def test_messages_of_one_fo_go_out_in_order(config, http):
