@@ -13,19 +13,24 @@ INVENTORY_WARNING = (
 
 def new_fulfillment_order(order, service, now, status="open", fulfill_at=None, hold=None):
     """Create an empty FO of `service` (None = merchant-managed) for the order."""
+    return FulfillmentOrder.create(**fulfillment_order_row(order, service, now, status, fulfill_at, hold))
+
+
+def fulfillment_order_row(order, service, now, status="open", fulfill_at=None, hold=None):
+    """The field values of a new, empty FO of `service` for the order."""
     config = settings.service(service) if service else None
-    return FulfillmentOrder.create(
-        order=order,
-        service=service,
-        workflow=config.workflow if config else None,
-        status=status,
-        request_status="unsubmitted",
-        fulfill_at=fulfill_at,
-        hold_reason=hold["reason"] if hold else None,
-        hold_note=hold.get("note") if hold else None,
-        created_at=now,
-        updated_at=now,
-    )
+    return {
+        "order": order.id,
+        "service": service,
+        "workflow": config.workflow if config else None,
+        "status": status,
+        "request_status": "unsubmitted",
+        "fulfill_at": fulfill_at,
+        "hold_reason": hold["reason"] if hold else None,
+        "hold_note": hold.get("note") if hold else None,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def apply(fo, action, now):
@@ -171,14 +176,21 @@ def request_fulfillment(fo_id, payload, now):
 
 
 def auto_fulfill(order, now):
-    """Request fulfillment of every open FO whose service fulfills paid orders automatically."""
+    """Request fulfillment of every open FO whose service fulfills paid orders automatically.
+
+    Return whether any request was sent.
+    """
+    submitted = False
     for fo in FulfillmentOrder.select().where(FulfillmentOrder.order == order.id):
         config = settings.service(fo.service) if fo.service else None
         if config is None or not config.auto_fulfill:
             continue
         if transitions.is_allowed(fo, "request_fulfillment", now, shipments.remaining_of(fo)):
             submit(order, fo, now, actor="system")
-    derived.refresh(order, now, {derived.FULFILLMENT})
+            submitted = True
+    if submitted:
+        derived.refresh(order, now, {derived.FULFILLMENT})
+    return submitted
 
 
 def current_request(fo, kind):

@@ -6,7 +6,7 @@ import peewee
 
 from . import derived, payments, settings, shipments, store, timeline, transitions
 from .errors import InvalidTransition, ValidationFailed
-from .fulfillment_orders import new_fulfillment_order
+from .fulfillment_orders import fulfillment_order_row, new_fulfillment_order
 from .guards import ensure_not_in_progress, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Order
 from .money import parse_amount
@@ -59,14 +59,8 @@ class Imported:
     written: Written | None = None
 
 
-def create_order(payload, now):
-    """Import an order; return (order, created). A known `external_id` returns the stored order."""
-    imported = import_order(payload, now)
-    return imported.order, imported.created
-
-
 def import_order(payload, now):
-    """Import an order; return what was done as `Imported` (see `create_order`)."""
+    """Import an order; return what was done as `Imported`. A known `external_id` returns the stored order."""
     external_id = payload.get("external_id")
     if external_id is not None:
         existing = Order.get_or_none(Order.external_id == external_id)
@@ -106,8 +100,7 @@ def import_order(payload, now):
                 derived.refresh(order, now, {derived.PAYMENT})
             elif order.dirty_fields:
                 order.save()
-            if _fulfills_automatically(order, written.fulfillment_orders):
-                payments.after_payment_change(order, was_paid=False, now=now)
+            if payments.after_payment_change(order, was_paid=False, now=now):
                 written = None
     except peewee.IntegrityError:
         # Another request imported the same external_id a moment earlier.
@@ -116,14 +109,6 @@ def import_order(payload, now):
             raise
         return Imported(existing, created=False)
     return Imported(order, created=True, written=written)
-
-
-def _fulfills_automatically(order, fos):
-    """Tell whether the new order is paid and has an FO of a service that fulfills paid orders."""
-    if order.payment_state != "paid":
-        return False
-    configs = (settings.service(fo.service) for fo in fos if fo.service)
-    return any(config is not None and config.auto_fulfill for config in configs)
 
 
 def _insert_order(payload, lines, prices, fulfill_at, hold, now):
@@ -166,7 +151,7 @@ def _insert_order(payload, lines, prices, fulfill_at, hold, now):
     if not payload.get("name"):
         order.name = f"#{1000 + order.id}"
     fos = _insert_all(
-        FulfillmentOrder, [_fo_row(order, s, now, status, fulfill_at, hold) for s in services]
+        FulfillmentOrder, [fulfillment_order_row(order, s, now, status, fulfill_at, hold) for s in services]
     )
     fo_of = dict(zip(services, fos, strict=True))
     items = _insert_all(
@@ -192,23 +177,6 @@ def _insert_all(model, rows):
     # One statement numbers its rows in the order of its VALUES on both stores.
     ids = sorted(row_id for (row_id,) in returned)
     return [model(id=row_id, **row) for row_id, row in zip(ids, rows, strict=True)]
-
-
-def _fo_row(order, service, now, status, fulfill_at, hold):
-    """The row `new_fulfillment_order` writes, for an INSERT of several."""
-    config = settings.service(service) if service else None
-    return {
-        "order": order.id,
-        "service": service,
-        "workflow": config.workflow if config else None,
-        "status": status,
-        "request_status": "unsubmitted",
-        "fulfill_at": fulfill_at,
-        "hold_reason": hold["reason"] if hold else None,
-        "hold_note": hold.get("note") if hold else None,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 def _line_row(order, line, price):

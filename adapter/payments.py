@@ -127,10 +127,13 @@ def add_transaction(order_id, payload, now):
 
 
 def after_payment_change(order, was_paid, now):
-    """Send fulfillment requests for auto-fulfill services when the order has just become paid."""
+    """Send fulfillment requests for auto-fulfill services when the order has just become paid.
+
+    Return whether any request was sent.
+    """
     if was_paid or order.payment_state != "paid" or order.cancelled_at is not None:
-        return
-    auto_fulfill(order, now)
+        return False
+    return auto_fulfill(order, now)
 
 
 def settle_for_cancel(order, refund, now):

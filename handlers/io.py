@@ -3,7 +3,7 @@
 import json
 import re
 
-from flask import request
+from flask import g, request
 from marshmallow import ValidationError
 from werkzeug.routing import IntegerConverter
 
@@ -137,5 +137,7 @@ class IdConverter(IntegerConverter):
 
 
 def now():
-    """Return the time this request is judged at."""
-    return utcnow()
+    """Return the time this request is judged at: one moment for all of it."""
+    if "now" not in g:
+        g.now = utcnow()
+    return g.now

@@ -78,7 +78,7 @@ def list_orders():
     after = decode_cursor(args["cursor"]) if args.get("cursor") else None
     settings = current_app.extensions["adapter_settings"]
     with store.snapshot():
-        # The page and the parts of its orders, as of one moment.
+        # The page and the parts of its orders, as of one moment of the store and the clock.
         found, more = queries.list_orders(args, args["limit"], after, now(), settings.expiring_days)
         page = views.listed_order_views(found, now())
     return rendered(

@@ -1444,3 +1444,27 @@ def test_timeline_of_an_unknown_order_is_404(api):
 
     assert response.status_code == 404, response.body
     assert response.body["code"] == "not_found"
+
+
+class SteppingClock:
+    """A request clock that moves one second at each reading."""
+
+    def __init__(self, start):
+        self.next = start
+
+    def __call__(self):
+        moment, self.next = self.next, self.next + timedelta(seconds=1)
+        return moment
+
+
+def test_a_request_is_judged_at_one_moment(api, clock, monkeypatch):
+    expires_at = clock.now + timedelta(days=1)
+    created = api.post("/orders", order_payload(
+        line_items=MANAGED_ONLY, transactions=[authorization(iso(expires_at))]))
+    assert created.status_code == 201, created.body
+    # The list filters and renders the page with one reading: never listed as authorized and
+    # shown as expired because the authorization expired between two readings.
+    monkeypatch.setattr("handlers.io.utcnow", SteppingClock(expires_at - timedelta(seconds=1)))
+    listed = api.get("/orders?payment_status=authorized")
+    assert [(order["id"], order["payment_status"]) for order in listed.body["orders"]] == [
+        (created.body["id"], "authorized")]

@@ -98,7 +98,7 @@ def http():
 def submitted(service="acme", now=None):
     """Create an order with one line for `service`, request fulfillment; return (FO, message)."""
     now = now or utcnow()
-    order, _ = orders.create_order(
+    order = orders.import_order(
         {
             "currency": "USD",
             "shipping_address": {"name": "Somchai", "city": "กรุงเทพ"},
@@ -106,7 +106,7 @@ def submitted(service="acme", now=None):
                             "fulfillment_service": service}],
         },
         now,
-    )
+    ).order
     fo = FulfillmentOrder.get(FulfillmentOrder.order == order.id)
     fulfillment_orders.request_fulfillment(fo.id, {"message": "Gift wrap, please"}, now)
     return fo, OutboxMessage.get(OutboxMessage.fulfillment_order_id == fo.id)
@@ -167,12 +167,12 @@ def test_the_client_still_uses_the_environment_s_proxy_and_ca_bundle(config, htt
 
 def test_shipping_confirmation_goes_to_the_notifications_endpoint(config, http):
     http.post(NOTIFY_URL, status=204)
-    order, _ = orders.create_order(
+    order = orders.import_order(
         {"currency": "USD", "email": "a@example.com",
          "line_items": [{"sku": "B", "title": "Mug", "quantity": 1, "price": "5.00",
                          "fulfillment_service": None}]},
         utcnow(),
-    )
+    ).order
     fo = FulfillmentOrder.get(FulfillmentOrder.order == order.id)
     fulfillment_orders.mark_fulfilled(fo.id, {"notify_customer": True}, utcnow())
     assert Dispatcher(config, targets=["notifications"]).run_once() == 1
