@@ -6,9 +6,9 @@ from . import prepared, service_events, store
 from .errors import IdempotencyConflict
 from .models import WebhookDelivery, WebhookReceipt
 
-# Credentials are not kept; neither is the signature: it was verified on arrival, and a
-# replay signs afresh with the current secret.
-UNKEPT_HEADERS = ("authorization", "cookie", "proxy-authorization", "webhook-signature")
+# Credentials are not kept; neither is the signature, under either name: it was verified on
+# arrival, and a replay signs afresh with the current secret.
+UNKEPT_HEADERS = ("authorization", "cookie", "proxy-authorization", "webhook-signature", "svix-signature")
 
 
 def digest(body):

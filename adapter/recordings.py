@@ -26,9 +26,11 @@ from .times import rfc3339, to_naive_utc, utcnow
 
 CHUNK_SIZE = 1000
 REQUIRED_FIELDS = ("service", "webhook_id", "headers")
-# The signature headers are made afresh; the transport ones belong to the new connection.
+# The signature headers are made afresh under the standard names, whichever names the service
+# signed with; the transport ones belong to the new connection.
 UNSENT_HEADERS = frozenset({
     "webhook-id", "webhook-timestamp", "webhook-signature",
+    "svix-id", "svix-timestamp", "svix-signature",
     "host", "content-length", "transfer-encoding", "connection",
 })
 USER_AGENT = "fulfillment-adapter-replay/1"

@@ -19,6 +19,9 @@ MAX_ID_LENGTH = 255
 # Bounds what an attacker can make us parse and hash per request.
 MAX_SIGNATURE_HEADER_LENGTH = 4096
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# The id, timestamp and signature headers: the standard names, and the ones Svix signs with.
+STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,46 +72,58 @@ def _header(headers, name):
     return value.strip()
 
 
-def _signatures(header):
-    """Return the decoded v1 signatures of a webhook-signature header."""
+def _signatures(header, name):
+    """Return the decoded v1 signatures of the signature header `name`."""
     if len(header) > MAX_SIGNATURE_HEADER_LENGTH:
-        raise SignatureInvalid("Malformed webhook-signature header: too long.")
+        raise SignatureInvalid(f"Malformed {name} header: too long.")
     signatures = []
     for entry in header.split():
         version, comma, encoded = entry.partition(",")
         if not comma or not version or not encoded:
-            raise SignatureInvalid("Malformed webhook-signature header: expected v1,<base64>.")
+            raise SignatureInvalid(f"Malformed {name} header: expected v1,<base64>.")
         # Other versions (such as v1a, asymmetric) are allowed alongside and ignored.
         if version != "v1":
             continue
         try:
             signatures.append(base64.b64decode(encoded, validate=True))
         except (binascii.Error, ValueError):
-            raise SignatureInvalid("Malformed webhook-signature header: bad base64.") from None
+            raise SignatureInvalid(f"Malformed {name} header: bad base64.") from None
     if not signatures:
-        raise SignatureInvalid("No v1 signature in the webhook-signature header.")
+        raise SignatureInvalid(f"No v1 signature in the {name} header.")
     return signatures
 
 
+def _header_names(lowered):
+    """Return the names a delivery is signed under: `svix-*` only when no `webhook-*` one is sent."""
+    svix_only = not any(name in lowered for name in STANDARD_HEADERS) and any(
+        name in lowered for name in SVIX_HEADERS
+    )
+    return SVIX_HEADERS if svix_only else STANDARD_HEADERS
+
+
 def verify(secrets, headers, body, tolerance_seconds, now):
-    """Check an inbound webhook's signature over the raw body; return its webhook-id."""
+    """Check an inbound webhook's signature over the raw body; return its webhook-id.
+
+    The `svix-*` headers stand in for the `webhook-*` ones when none of those is sent.
+    """
     try:
         lowered = {str(name).lower(): value for name, value in headers.items()}
     except (AttributeError, TypeError):
         raise SignatureInvalid("Malformed headers.") from None
-    message_id = _header(lowered, "webhook-id")
-    timestamp = _header(lowered, "webhook-timestamp")
-    signature_header = _header(lowered, "webhook-signature")
+    id_name, timestamp_name, signature_name = _header_names(lowered)
+    message_id = _header(lowered, id_name)
+    timestamp = _header(lowered, timestamp_name)
+    signature_header = _header(lowered, signature_name)
     if len(message_id) > MAX_ID_LENGTH:
-        raise SignatureInvalid("Malformed webhook-id header: too long.")
+        raise SignatureInvalid(f"Malformed {id_name} header: too long.")
     if not TIMESTAMP.fullmatch(timestamp):
-        raise SignatureInvalid("Malformed webhook-timestamp header: expected unix seconds.")
+        raise SignatureInvalid(f"Malformed {timestamp_name} header: expected unix seconds.")
     skew = int(timestamp) - _unix_seconds(now)
     if skew < -tolerance_seconds:
         raise SignatureInvalid("Timestamp too old.")
     if skew > tolerance_seconds:
         raise SignatureInvalid("Timestamp too far in the future.")
-    signatures = _signatures(signature_header)
+    signatures = _signatures(signature_header, signature_name)
     if not isinstance(body, bytes | bytearray | memoryview):
         raise SignatureInvalid("Body must be bytes.")
     signed = f"{message_id}.{timestamp}.".encode("ascii") + bytes(body)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple
 
-from adapter.times import rfc3339
+from .clock import rfc3339
 
 CARRIER = "Sandbox Post"
 TRACKING_URL = "https://sandbox-post.example/track/{number}"

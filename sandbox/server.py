@@ -14,10 +14,8 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from adapter.signing import sign_headers
-from adapter.times import rfc3339, utcnow
-
 from . import scripts
+from .clock import rfc3339, unix_seconds, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ class Sender:
 
     def __init__(self, webhooks_url, secret, *, duplicates=False):
         self.webhooks_url = webhooks_url
-        self._secret = secret
+        self._webhook = Webhook(secret)
         self._duplicates = duplicates
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
@@ -146,13 +144,22 @@ class Sender:
         ]
         return statuses[0]
 
+    def _signed_headers(self, webhook_id, body):
+        """Return the headers of a JSON body signed now, a fresh timestamp on every attempt."""
+        now = utcnow()
+        return {
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(unix_seconds(now)),
+            "webhook-signature": self._webhook.sign(webhook_id, now, body),
+            "Content-Type": "application/json",
+        }
+
     def _post(self, webhook_id, body, label):
         """Post a signed body, retrying transport errors and 5xx; return the status or None."""
         for attempt, wait in enumerate((0, *RETRY_WAITS_SECONDS), 1):
             if self._stopping.wait(wait):
                 return None
-            headers = sign_headers(self._secret, webhook_id, body, utcnow())
-            headers["Content-Type"] = "application/json"
+            headers = self._signed_headers(webhook_id, body)
             try:
                 response = self._session.post(
                     self.webhooks_url, data=body.encode("utf-8"), headers=headers,

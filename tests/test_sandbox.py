@@ -21,8 +21,9 @@ from werkzeug.test import Client
 from adapter.dispatcher import Dispatcher
 from adapter.models import OutboxMessage
 from adapter.signing import sign_headers
-from adapter.times import utcnow
+from adapter.times import rfc3339, utcnow
 from handlers.sandbox_cli import sandbox_cli
+from sandbox import clock
 from sandbox.scripts import Options, Step, react
 from sandbox.server import PATH, QuietRequestHandler, Receiver, SandboxServer, Sender
 
@@ -201,6 +202,15 @@ def test_unknown_types_are_acknowledged_and_ignored():
 def test_unexpected_messages_raise(envelope):
     with pytest.raises((KeyError, TypeError)):
         react_to(envelope)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2026, 11, 21, 10, 0, 0), datetime(2026, 11, 21, 10, 0, 0, 250000),
+     datetime(2026, 11, 21, 10, 0, 0, 1)],
+)
+def test_the_sandbox_writes_times_as_the_adapter_does(moment):
+    assert clock.rfc3339(moment) == rfc3339(moment)
 
 
 # ---- receiver and sender ----------------------------------------------------------------------
