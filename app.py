@@ -4,7 +4,8 @@ from flask import Flask
 
 import config
 import handlers
-from adapter import store
+from adapter import schema, store
+from adapter import settings as core_settings
 
 
 def create_app(test_config=None):
@@ -15,6 +16,8 @@ def create_app(test_config=None):
     except config.ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     app.extensions["adapter_settings"] = settings
-    store.init_app(app, settings)
+    core_settings.configure(settings)
+    store.init_app(app, settings.database_url)
+    schema.init_app(app)
     handlers.init_app(app, settings)
     return app

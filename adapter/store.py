@@ -1,34 +1,63 @@
-"""The database: opened from a URL, schema created and versioned, one transaction per operation."""
+"""The store: the database opened from a URL, one transaction per operation, and its faults.
+
+This is the bottom layer: it imports nothing of the adapter but its errors and the SQLite
+writer queue. The tables and their versioning live beside it, in `schema.py`.
+"""
 
 import contextlib
+import logging
 import os
+import sqlite3
 from urllib.parse import unquote, urlparse
 
 import peewee
+import psycopg2
 from playhouse.pool import PooledPostgresqlDatabase
 
 from .errors import StoreUnavailable
 from .writer_queue import WriterQueue
 
+log = logging.getLogger(__name__)
+
 database = peewee.DatabaseProxy()
 
-# Raise it whenever the models gain a table or an index: a database recording an older
-# version gets what is missing on the next start, and one at the current version is left alone.
-SCHEMA_VERSION = 1
-SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
 SQLITE_BUSY_TIMEOUT_MS = 5000
 BUSY = "The store is busy or unreachable; retry later."
 
+# SQLite primary result codes (an extended code's low byte) meaning "try again later".
+SQLITE_TRANSIENT_CODES = frozenset({
+    5,   # SQLITE_BUSY
+    6,   # SQLITE_LOCKED
+    7,   # SQLITE_NOMEM
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL: the disk is full; writes work again once space returns
+    14,  # SQLITE_CANTOPEN: e.g. no room for the journal
+    15,  # SQLITE_PROTOCOL
+})
+# PostgreSQL SQLSTATEs (or their classes) meaning "try again later".
+POSTGRES_TRANSIENT_CLASSES = ("08", "53", "57P")  # connection, resources, shutdown / starting
+POSTGRES_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock
+# What a refused connection says when the configuration, not the moment, is wrong.
+POSTGRES_MISCONFIGURED_TEXT = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "role \"",
+    "database \"",  # ... does not exist
+    "invalid dsn",
+    "invalid connection option",
+)
 
-def open_database(url):
-    """Return an unconnected peewee database for a `sqlite:///` or `postgresql://` URL."""
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
+
+class SqliteStore(peewee.SqliteDatabase):
+    """SQLite in WAL mode whose writers take turns in a WriterQueue rather than SQLite's busy handler."""
+
+    def __init__(self, path):
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        # BEGIN IMMEDIATE takes the write lock up front, so two writers never
-        # both read a state and then race to change it.
-        db = peewee.SqliteDatabase(
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers never both read a
+        # state and then race to change it. `synchronous = full` flushes the WAL at every
+        # commit: an acknowledged change survives a power loss, not only a crash (SPEC 1).
+        super().__init__(
             path,
             lock_type="IMMEDIATE",
             timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -36,14 +65,34 @@ def open_database(url):
                 "journal_mode": "wal",
                 "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
                 "foreign_keys": 1,
-                "synchronous": "normal",
+                "synchronous": "full",
             },
         )
-        if path != ":memory:":
-            db.writer_queue = WriterQueue(path, SQLITE_BUSY_TIMEOUT_MS / 1000)
-        return db
+        self.writer_queue = (
+            WriterQueue(path, SQLITE_BUSY_TIMEOUT_MS / 1000) if path != ":memory:" else None
+        )
+
+    def writer_turn(self):
+        """Wait for this writer's turn; the context yields False if it did not come in time."""
+        if self.writer_queue is None:
+            return contextlib.nullcontext(True)
+        return self.writer_queue.turn()
+
+
+class PostgresStore(PooledPostgresqlDatabase):
+    """A pool of PostgreSQL connections; row locks order the writers, so there is no queue."""
+
+    def writer_turn(self):
+        """Writers need no turn: yield True at once."""
+        return contextlib.nullcontext(True)
+
+
+def open_database(url):
+    """Return an unconnected store for a `sqlite:///` or `postgresql://` URL."""
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url[len("sqlite:///") :])
     parsed = urlparse(url)
-    return PooledPostgresqlDatabase(
+    return PostgresStore(
         parsed.path.lstrip("/"),
         user=unquote(parsed.username) if parsed.username else None,
         password=unquote(parsed.password) if parsed.password else None,
@@ -55,20 +104,17 @@ def open_database(url):
     )
 
 
-def init_app(app, settings):
-    """Open the configured store, create its tables, and give each request a connection."""
-    from . import settings as core_settings
+def bind(db):
+    """Point every model at `db`."""
+    database.initialize(db)
 
-    core_settings.configure(settings)
-    bind(open_database(settings.database_url))
+
+def init_app(app, url):
+    """Bind the store at `url` and give each request a connection (opened when first needed)."""
     try:
-        create_tables()
-    except peewee.PeeweeException as exc:
-        raise SystemExit(f"cannot open the database: {exc}".strip()) from None
-
-    @app.before_request
-    def connect():
-        database.connect(reuse_if_open=True)
+        bind(open_database(url))
+    except OSError as exc:
+        raise SystemExit(f"cannot open the database: {exc}") from None
 
     @app.teardown_request
     def close(exc):
@@ -83,56 +129,9 @@ def is_postgres():
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
-def bind(db):
-    """Point every model at `db`."""
-    database.initialize(db)
-
-
-def create_tables():
-    """Create missing tables and indexes and record the schema version (idempotent)."""
-    from . import models
-
-    with database.connection_context():
-        if stored_schema_version() == SCHEMA_VERSION:
-            # Nothing to create. Even CREATE INDEX IF NOT EXISTS locks its table against
-            # writes, so running it while other processes serve requests could deadlock them.
-            return
-        with database.atomic():
-            if is_postgres():
-                # Processes starting together would race on CREATE TABLE IF NOT EXISTS.
-                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            version = stored_schema_version()
-            if version == SCHEMA_VERSION:
-                return
-            if version is not None and version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema version {version} is newer than this code's {SCHEMA_VERSION}"
-                )
-            database.create_tables(models.ALL_MODELS, safe=True)
-            models.SchemaVersion.delete().execute()
-            models.SchemaVersion.create(version=SCHEMA_VERSION)
-
-
-def stored_schema_version():
-    """The schema version the database records, or None for an empty database."""
-    from . import models
-
-    if not database.table_exists(models.SchemaVersion._meta.table_name):
-        return None
-    return models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar()
-
-
-def drop_tables():
-    """Drop every table (tests use it to start from nothing)."""
-    from . import models
-
-    with database.connection_context():
-        database.drop_tables(models.ALL_MODELS, safe=True, cascade=is_postgres())
-
-
 @contextlib.contextmanager
 def transaction():
-    """Run one operation atomically; a locked or unreachable store becomes a 503.
+    """Run one operation atomically; a locked or unreachable store becomes StoreUnavailable (503).
 
     Inside a running transaction it simply joins it: the outer operation owns the
     commit, and a failure anywhere rolls back everything.
@@ -140,26 +139,16 @@ def transaction():
     if database.in_transaction():
         yield
         return
-    with _writer_turn():
+    with database.writer_turn() as granted:
+        if not granted:
+            raise StoreUnavailable(BUSY)
         try:
             with database.atomic():
                 yield
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            if is_lock_or_connection_error(exc):
+        except Exception as exc:
+            if is_unavailable(exc):
                 raise StoreUnavailable(BUSY) from exc
             raise
-
-
-@contextlib.contextmanager
-def _writer_turn():
-    queue = getattr(database.obj, "writer_queue", None)
-    if queue is None:
-        yield
-        return
-    with queue.turn() as granted:
-        if not granted:
-            raise StoreUnavailable(BUSY)
-        yield
 
 
 def snapshot():
@@ -172,19 +161,52 @@ def snapshot():
     return database.atomic(lock_type="DEFERRED")
 
 
-def is_lock_or_connection_error(exc):
-    """Tell whether a database error means 'try again later' rather than a bug."""
-    text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in (
-            "database is locked",
-            "database is busy",
-            "could not connect",
-            "connection refused",
-            "server closed the connection",
-            "terminating connection",
-            "connection already closed",
-            "timeout expired",
-        )
-    )
+def driver_error(exc):
+    """Return the database driver's exception behind `exc` (peewee wraps it, maybe twice), or None."""
+    seen, pending = set(), [exc]
+    while pending:
+        candidate = pending.pop(0)
+        if not isinstance(candidate, BaseException) or id(candidate) in seen:
+            continue
+        if isinstance(candidate, sqlite3.Error | psycopg2.Error):
+            return candidate
+        seen.add(id(candidate))
+        pending.extend((*candidate.args[:1], candidate.__cause__, candidate.__context__))
+    return None
+
+
+def is_unavailable(exc):
+    """Tell whether an exception means the store is locked, full or unreachable: retry later.
+
+    Judged by the driver's error codes, not its wording, so every way a store can be away
+    (restarting, shutting down, out of connections or disk) is covered.
+    """
+    if isinstance(exc, StoreUnavailable):
+        return True
+    error = driver_error(exc)
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is None:
+            return "locked" in str(error) or "busy" in str(error)
+        return code & 0xFF in SQLITE_TRANSIENT_CODES
+    if isinstance(error, psycopg2.Error):
+        code = error.pgcode
+        if code is None:
+            # Connection-level failures carry no SQLSTATE: refused, reset, timed out,
+            # or a server that is starting or shutting down.
+            return isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError) and (
+                not is_misconfigured(error)
+            )
+        return code.startswith(POSTGRES_TRANSIENT_CLASSES) or code in POSTGRES_TRANSIENT_CODES
+    return False
+
+
+def is_misconfigured(exc):
+    """Tell whether a failure to reach the store is the configuration's fault (credentials, name)."""
+    error = driver_error(exc) or exc
+    if isinstance(error, psycopg2.Error):
+        if error.pgcode is not None:
+            return error.pgcode.startswith("28") or error.pgcode == "3D000"
+        text = str(error).lower()
+        return any(marker in text for marker in POSTGRES_MISCONFIGURED_TEXT)
+    return False

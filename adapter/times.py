@@ -19,8 +19,6 @@ def rfc3339(value):
     """Format a naive UTC datetime as RFC 3339 (`2026-11-21T10:00:00Z`)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
     text = value.replace(tzinfo=None).isoformat(timespec="microseconds")
     if text.endswith(".000000"):
         text = text[: -len(".000000")]

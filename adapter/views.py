@@ -3,10 +3,9 @@
 import json
 from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
-from datetime import datetime
 from operator import attrgetter
 
-from peewee import SQL, Value, fn
+from peewee import SQL, BooleanField, DateTimeField, Value, fn
 
 from . import settings, store, transitions
 from .models import (
@@ -14,6 +13,7 @@ from .models import (
     FulfillmentLine,
     FulfillmentOrder,
     FulfillmentOrderLine,
+    JSONField,
     LineItem,
     MerchantRequest,
     Order,
@@ -149,9 +149,8 @@ def new_order_view(order, written, now):
 
 # ---- rows read as tuples and rendered as JSON-ready views ---------------------------------
 # Each row type names columns of one table; the same names are the attributes of the model
-# instances, so rows just written (`new_order_view`) render like rows read back. Values are
-# the driver's own (SQLite gives times as text and booleans as 0/1): `rfc3339`, `_moment`,
-# `bool` and `_json` read both forms.
+# instances, so rows just written (`new_order_view`) render like rows read back: both hold
+# the fields' Python values.
 
 _OrderRow = namedtuple(
     "_OrderRow",
@@ -220,22 +219,28 @@ class _Select:
     peewee builds a statement from its expression tree on every run, and renders each value
     of an IN list as a node of its own: for a page of orders that cost more than running the
     statements. Here the ids are the statement's one parameter (an array on PostgreSQL, JSON
-    text read by `json_each` on SQLite), so the text never changes and is kept.
+    text read by `json_each` on SQLite), so the text never changes and is kept. Each row's
+    values become their fields' Python values once, here, so the renderers see one form.
     """
 
-    def __init__(self, row_type, column, build=None, order_by=None):
+    def __init__(self, row_type, column, fields=None, order_by=None, join=None):
         self.row_type = row_type
         self.column = column
         model = column.model
-        self.build = build or (
-            lambda where: model.select(*[model._meta.columns[name] for name in row_type._fields])
-            .where(where)
-            .order_by(*(order_by or (model.id,)))
-        )
+        self.fields = fields or [model._meta.columns[name] for name in row_type._fields]
+        self.order_by = order_by or (model.id,)
+        self.join = join
         self.sql = {}
+        self.converters = {}
+
+    def _build(self, where):
+        query = self.column.model.select(*self.fields)
+        if self.join is not None:
+            query = query.join(self.join)
+        return query.where(where).order_by(*self.order_by)
 
     def rows(self, ids):
-        """Return the rows of `ids` as `row_type` tuples of the driver's own values."""
+        """Return the rows of `ids` as `row_type` tuples of Python values."""
         postgres = store.is_postgres()
         ids = list(ids)
         param = ids if postgres else json.dumps(ids)
@@ -245,9 +250,36 @@ class _Select:
                 where = self.column == fn.ANY(Value(param, unpack=False))
             else:
                 where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
-            sql, _ = store.database.get_sql_context().sql(self.build(where)).query()
+            sql, _ = store.database.get_sql_context().sql(self._build(where)).query()
             self.sql[postgres] = sql
-        return [self.row_type._make(row) for row in store.database.execute_sql(sql, (param,))]
+            self.converters[postgres] = _converters(self.fields, postgres)
+        converters = self.converters[postgres]
+        make = self.row_type._make
+        if not converters:
+            return [make(row) for row in store.database.execute_sql(sql, (param,))]
+        rows = []
+        for row in store.database.execute_sql(sql, (param,)):
+            values = list(row)
+            for index, convert in converters:
+                if values[index] is not None:
+                    values[index] = convert(values[index])
+            rows.append(make(values))
+        return rows
+
+
+def _converters(fields, postgres):
+    """(index, function) for each column whose driver value is not yet its Python value.
+
+    psycopg2 returns times and booleans as Python values; SQLite returns text and integers.
+    JSON is text on both.
+    """
+    converters = []
+    for index, column in enumerate(fields):
+        if isinstance(column, JSONField) or (
+            not postgres and isinstance(column, DateTimeField | BooleanField)
+        ):
+            converters.append((index, column.python_value))
+    return converters
 
 
 _ORDERS = _Select(_OrderRow, Order.id)
@@ -256,7 +288,7 @@ _FULFILLMENT_ORDERS = _Select(_FORow, FulfillmentOrder.order)
 _FO_LINES = _Select(
     _FOLineRow,
     FulfillmentOrderLine.fulfillment_order,
-    lambda where: FulfillmentOrderLine.select(
+    fields=[
         FulfillmentOrderLine.id,
         FulfillmentOrderLine.fulfillment_order,
         FulfillmentOrderLine.line_item,
@@ -264,10 +296,8 @@ _FO_LINES = _Select(
         FulfillmentOrderLine.fulfilled_quantity,
         LineItem.sku,
         LineItem.title,
-    )
-    .join(LineItem)
-    .where(where)
-    .order_by(FulfillmentOrderLine.id),
+    ],
+    join=LineItem,
 )
 _MERCHANT_REQUESTS = _Select(_RequestRow, MerchantRequest.fulfillment_order)
 _FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
@@ -311,20 +341,10 @@ def _parts_of(ids):
     )
 
 
-def _moment(value):
-    """Return a stored time as a datetime, for the status rules that compare it with `now`."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def _json(value):
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _render_order(order, parts, now, expiring_days):
     currency = order.currency
-    auth_expires_at = _moment(order.auth_expires_at)
     payment_status = payment_status_of(
-        order.payment_state, auth_expires_at, _moment(order.payment_due_at), now
+        order.payment_state, order.auth_expires_at, order.payment_due_at, now
     )
     fulfillments = [_render_fulfillment(f, parts) for f in parts.fulfillments.get(order.id, ())]
     fulfilled = defaultdict(int)
@@ -337,19 +357,19 @@ def _render_order(order, parts, now, expiring_days):
         "external_id": order.external_id,
         "email": order.email,
         "currency": currency,
-        "shipping_address": _json(order.shipping_address),
+        "shipping_address": order.shipping_address,
         "created_at": rfc3339(order.created_at),
         "updated_at": rfc3339(order.updated_at),
         "cancelled_at": rfc3339(order.cancelled_at),
         "cancel_reason": order.cancel_reason,
         "order_status": order_status_of(order.archived, order.cancelled_at is not None),
         "payment_status": payment_status,
-        "payment_markers": payment_markers_of(payment_status, auth_expires_at, now, expiring_days),
+        "payment_markers": payment_markers_of(payment_status, order.auth_expires_at, now, expiring_days),
         "fulfillment_status": fulfillment_status_of(
-            order.fulfillment_state, _moment(order.scheduled_until), now
+            order.fulfillment_state, order.scheduled_until, now
         ),
         "return_status": order.return_state,
-        "needs_attention": bool(order.needs_attention),
+        "needs_attention": order.needs_attention,
         "total_price": format_amount(order.total_minor, currency),
         "amount_authorized": format_amount(order.authorized_minor, currency),
         "amount_captured": format_amount(order.captured_minor, currency),
@@ -380,7 +400,6 @@ def _render_order(order, parts, now, expiring_days):
 
 def _render_fo(fo, parts, now):
     lines = parts.fo_lines.get(fo.id, ())
-    fo = fo._replace(fulfill_at=_moment(fo.fulfill_at))
     return {
         "id": fo.id,
         "order_id": fo.order_id,
@@ -390,7 +409,7 @@ def _render_fo(fo, parts, now):
         "request_status": fo.request_status,
         "fulfill_at": rfc3339(fo.fulfill_at),
         "hold": {"reason": fo.hold_reason, "note": fo.hold_note} if fo.hold_reason else None,
-        "needs_attention": bool(fo.needs_attention),
+        "needs_attention": fo.needs_attention,
         "created_at": rfc3339(fo.created_at),
         "updated_at": rfc3339(fo.updated_at),
         "line_items": [
@@ -448,7 +467,7 @@ def _render_fulfillment(f, parts):
                 "happened_at": rfc3339(event.happened_at),
                 "message": event.message,
                 "estimated_delivery_at": rfc3339(event.estimated_delivery_at),
-                "location": _json(event.location),
+                "location": event.location,
             }
             for event in parts.shipment_events.get(f.id, ())
         ],

@@ -3,12 +3,12 @@
 import click
 from flask.cli import with_appcontext
 
-from adapter import store
+from adapter import schema
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db():
     """Create the tables (harmless when they exist)."""
-    store.create_tables()
+    schema.create_tables()
     click.echo("Database ready.")

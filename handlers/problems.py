@@ -4,7 +4,6 @@ import json
 import logging
 import uuid
 
-import peewee
 from flask import g, request
 from werkzeug.exceptions import HTTPException
 
@@ -77,14 +76,11 @@ def _http_error(error):
     return response
 
 
-def _store_error(error):
-    if store.is_lock_or_connection_error(error):
-        log.warning("store unavailable on %s %s: %s", request.method, request.path, error)
-        return render(StoreUnavailable("The store is busy or unreachable; retry later."))
-    return _internal_error(error)
-
-
 def _internal_error(error):
+    if store.is_unavailable(error):
+        log.warning("store unavailable on %s %s: %s", request.method, request.path,
+                    " ".join(str(store.driver_error(error) or error).split()))
+        return render(StoreUnavailable(store.BUSY))
     request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
     log.error(
         "internal error on %s %s [request %s]",
@@ -117,5 +113,4 @@ def init_app(app):
     app.after_request(_echo_request_id)
     app.register_error_handler(AdapterError, render)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(peewee.PeeweeException, _store_error)
     app.register_error_handler(Exception, _internal_error)

@@ -11,7 +11,7 @@ import pytest
 import responses
 from standardwebhooks import Webhook
 
-from adapter import models, store
+from adapter import models, schema, store
 from app import create_app
 
 TOKEN = "test-token-0123456789"
@@ -68,7 +68,7 @@ def database_url(tmp_path, postgres_url):
     """The store for one test: this run's PostgreSQL database emptied, or a new SQLite file."""
     if postgres_url:
         store.bind(store.open_database(postgres_url))
-        store.create_tables()
+        schema.create_tables()
         tables = ", ".join(
             f'"{model._meta.table_name}"' for model in models.ALL_MODELS if model is not models.SchemaVersion
         )

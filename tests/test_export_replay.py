@@ -14,7 +14,7 @@ import responses
 from conftest import SECRETS, fo_of, make_secret
 from werkzeug.serving import make_server
 
-from adapter import recordings, store
+from adapter import recordings, schema, store
 from adapter.models import WebhookDelivery
 from handlers.webhooks_cli import webhooks_cli
 
@@ -168,8 +168,8 @@ def final_state(api, order_id):
 
 def wipe_store():
     """Drop and recreate every table: a fresh, empty store under the same app."""
-    store.drop_tables()
-    store.create_tables()
+    schema.drop_tables()
+    schema.create_tables()
 
 
 def store_delivery(service, received_at, body=b"{}", webhook_id=None):

@@ -21,7 +21,7 @@ from flask import Flask
 from standardwebhooks import Webhook
 
 from adapter import dispatcher as dispatcher_module
-from adapter import fulfillment_orders, orders, signing, store
+from adapter import fulfillment_orders, orders, schema, signing, store
 from adapter import settings as adapter_settings
 from adapter.dispatcher import Dispatcher, ensure_started
 from adapter.errors import SignatureInvalid
@@ -70,11 +70,11 @@ def db(tmp_path):
     database = store.open_database(url)
     store.bind(database)
     if store.is_postgres():
-        store.drop_tables()
-    store.create_tables()
+        schema.drop_tables()
+    schema.create_tables()
     yield database
     if store.is_postgres():
-        store.drop_tables()
+        schema.drop_tables()
         database.close_all()
     else:
         database.close()

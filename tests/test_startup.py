@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from conftest import SECRETS
 
-from adapter import dispatcher, models, store
+from adapter import dispatcher, models, schema, store
 
 
 def flask(*args, cwd, env_extra):
@@ -102,7 +102,7 @@ def writer_holding_orders(app, database_url):
 
 def test_start_on_a_current_schema_does_not_wait_for_writers(writer_holding_orders):
     """A process booting next to busy ones must not lock tables they write (a deadlock on PostgreSQL)."""
-    starting = threading.Thread(target=store.create_tables, daemon=True)
+    starting = threading.Thread(target=schema.create_tables, daemon=True)
     starting.start()
     starting.join(timeout=3)
     assert not starting.is_alive()
@@ -112,15 +112,15 @@ def test_start_on_a_current_schema_does_not_wait_for_writers(writer_holding_orde
 def newer_schema(app):
     """The store as a later version of the adapter left it (the run's shared database is restored)."""
     with store.database.connection_context():
-        models.SchemaVersion.update(version=store.SCHEMA_VERSION + 1).execute()
+        models.SchemaVersion.update(version=schema.SCHEMA_VERSION + 1).execute()
     yield
     with store.database.connection_context():
-        models.SchemaVersion.update(version=store.SCHEMA_VERSION).execute()
+        models.SchemaVersion.update(version=schema.SCHEMA_VERSION).execute()
 
 
 def test_start_on_a_newer_schema_refuses(newer_schema):
-    with pytest.raises(RuntimeError, match="newer"):
-        store.create_tables()
+    with pytest.raises(schema.SchemaError, match="newer"):
+        schema.create_tables()
 
 
 def test_healthz_answers_when_store_answers(api):

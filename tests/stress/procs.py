@@ -547,3 +547,71 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+def postgres_bin_dir():
+    """Return the folder of the installed PostgreSQL server binaries, or None."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return candidates[-1].parent if candidates else None
+
+
+NEEDS_POSTGRES_BINARIES = "needs the PostgreSQL server binaries (initdb, pg_ctl) to run a private cluster"
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of the test's own, in a temporary folder on a free loopback port.
+
+    Faults (stop, restart) are injected here, never into the shared server the rest of the suite
+    uses. The server refuses to run as root, so as root it runs as the `postgres` user.
+    """
+
+    def __init__(self, folder):
+        self.bin = postgres_bin_dir()
+        self.folder = Path(folder)
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def _run(self, *args, timeout=60):
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+
+    def init(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "postgres", str(self.folder)], check=True)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")
+        return self
+
+    def _options(self):
+        return (f"-p {self.port} -k {self.folder} -c listen_addresses={LOOPBACK} "
+                "-c fsync=off -c max_connections=60")
+
+    def start(self):
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l",
+                  str(self.folder / "server.log"), "-w", "-t", "30", "start")
+        return self
+
+    def stop(self):
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def restart(self):
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l",
+                  str(self.folder / "server.log"), "-m", "fast", "-w", "-t", "30", "restart")
+
+    def close(self):
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self.stop()
+
+
+@contextlib.contextmanager
+def private_cluster(folder):
+    """Yield a started PrivateCluster; stop it afterwards whatever happened."""
+    cluster = PrivateCluster(folder).init().start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

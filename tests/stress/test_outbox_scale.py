@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import config
-from adapter import outbox, store
+from adapter import outbox, schema, store
 from adapter import settings as core_settings
 from adapter.times import utcnow
 
@@ -80,7 +80,7 @@ def test_four_workers_deliver_every_message_once_and_never_concurrently(tmp_path
         settings = config.load_settings(config_path, environ={"DATABASE_URL": url})
         core_settings.configure(settings)
         store.bind(store.open_database(url))
-        store.create_tables()
+        schema.create_tables()
         workers = [start_outbox_worker(config_path, url, tmp_path / f"worker{n}.log") for n in range(WORKERS)]
         try:
             assert wait_until(lambda: all("Delivering to" in w.log_tail() for w in workers), 30), [

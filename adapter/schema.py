@@ -1,0 +1,108 @@
+"""The tables: created on start, versioned, and waited for while the store is away."""
+
+import logging
+import threading
+
+import peewee
+
+from . import models, store
+from .errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# Raise it whenever the models gain a table or an index: a database recording an older
+# version gets what is missing on the next start, and one at the current version is left alone.
+SCHEMA_VERSION = 1
+SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
+
+
+class SchemaError(Exception):
+    """The store cannot serve this code: refused credentials, no such database, a newer schema."""
+
+
+def create_tables():
+    """Create missing tables and indexes and record the schema version (idempotent)."""
+    database = store.database
+    with database.connection_context():
+        if stored_schema_version() == SCHEMA_VERSION:
+            # Nothing to create. Even CREATE INDEX IF NOT EXISTS locks its table against
+            # writes, so running it while other processes serve requests could deadlock them.
+            return
+        with database.atomic():
+            if store.is_postgres():
+                # Processes starting together would race on CREATE TABLE IF NOT EXISTS.
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            version = stored_schema_version()
+            if version == SCHEMA_VERSION:
+                return
+            if version is not None and version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"database schema version {version} is newer than this code's {SCHEMA_VERSION}"
+                )
+            database.create_tables(models.ALL_MODELS, safe=True)
+            models.SchemaVersion.delete().execute()
+            models.SchemaVersion.create(version=SCHEMA_VERSION)
+
+
+def stored_schema_version():
+    """The schema version the database records, or None for an empty database."""
+    if not store.database.table_exists(models.SchemaVersion._meta.table_name):
+        return None
+    return models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar()
+
+
+def drop_tables():
+    """Drop every table (tests use it to start from nothing)."""
+    with store.database.connection_context():
+        store.database.drop_tables(models.ALL_MODELS, safe=True, cascade=store.is_postgres())
+
+
+class Readiness:
+    """Whether the tables are known to be in place; while the store is away, checked again per request."""
+
+    def __init__(self):
+        self._ready = threading.Event()
+        self._checking = threading.Lock()
+
+    def check(self):
+        """Make sure the tables exist; raise StoreUnavailable while the store cannot be reached."""
+        if self._ready.is_set():
+            return
+        with self._checking:
+            if self._ready.is_set():
+                return
+            try:
+                create_tables()
+            except peewee.PeeweeException as exc:
+                if store.is_unavailable(exc):
+                    raise StoreUnavailable(store.BUSY) from exc
+                raise
+            self._ready.set()
+            log.info("the store is reachable; its schema is ready")
+
+
+def init_app(app):
+    """Create the tables on start; ride out a store that is away, stop on one that is misconfigured.
+
+    A store that refuses the credentials, lacks the database or holds a newer schema, or a
+    SQLite file that cannot be opened, stops the start with one line (SystemExit). A PostgreSQL
+    server that is merely unreachable, starting or shutting down lets the app start: requests
+    answer 503 until the tables are confirmed.
+    """
+    readiness = Readiness()
+    try:
+        readiness.check()
+    except StoreUnavailable as exc:
+        reason = " ".join(str(exc.__cause__).split())
+        if not store.is_postgres():
+            # A SQLite file that cannot be opened on start is a path or disk to fix, not a wait.
+            raise SystemExit(f"cannot open the database: {reason}") from None
+        log.warning("the store is unavailable (%s); answering 503 until it is back", reason)
+    except SchemaError as exc:
+        raise SystemExit(f"cannot use the database: {exc}") from None
+    except peewee.PeeweeException as exc:
+        raise SystemExit(f"cannot open the database: {' '.join(str(exc).split())}") from None
+
+    @app.before_request
+    def tables_ready():
+        readiness.check()
