@@ -9,7 +9,7 @@ from .errors import InvalidTransition, ValidationFailed
 from .fulfillment_orders import fulfillment_order_row, new_fulfillment_order
 from .guards import ensure_not_in_progress, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Order
-from .money import parse_amount
+from .money import checked_total, parse_amount
 from .statuses import FulfillmentFacts, PaymentFacts, fulfillment_state_of, payment_state_of
 from .times import rfc3339, to_naive_utc
 
@@ -33,6 +33,11 @@ def _prices(lines, currency, field):
             errors[f"{field}.{index}.price"] = [str(exc)]
     if errors:
         raise ValidationFailed(errors)
+    checked_total(
+        ((f"{field}.{index}.quantity", price, line["quantity"]) for index, (price, line)
+         in enumerate(zip(prices, lines, strict=True))),
+        currency,
+    )
     return prices
 
 
@@ -264,13 +269,24 @@ def edit_order(order_id, changes, now):
                 record[key] = changes[key]
         _edit_quantities(order, changes.get("line_items") or [], now, record)
         _add_lines(order, changes.get("add_line_items") or [], now, record)
-        order.total_minor = sum(
-            line.price_minor * line.quantity
-            for line in LineItem.select().where(LineItem.order == order.id)
-        )
+        order.total_minor = checked_total(_priced_lines(order, changes, record), order.currency)
         timeline.record(order, "order.edited", now, actor="merchant", data=record)
         derived.refresh(order, now)
     return order
+
+
+def _priced_lines(order, changes, record):
+    """Yield `(field, price, quantity)` of the order's lines, naming those this edit grew or added."""
+    grown = {int(key) for key, (old, new) in record.get("quantities", {}).items() if new > old}
+    named = {
+        edit["id"]: f"line_items.{index}.quantity"
+        for index, edit in enumerate(changes.get("line_items") or [])
+        if edit["id"] in grown
+    }
+    for index, item_id in enumerate(record.get("added_line_items", [])):
+        named[item_id] = f"add_line_items.{index}.quantity"
+    for line in LineItem.select().where(LineItem.order == order.id):
+        yield named.get(line.id), line.price_minor, line.quantity
 
 
 def _edit_quantities(order, edits, now, record):

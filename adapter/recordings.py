@@ -15,7 +15,7 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import MAXYEAR, datetime
 from typing import NamedTuple
 
 import requests
@@ -44,7 +44,13 @@ NOT_SENT = "not_sent"
 
 def parse_moment(text):
     """Parse an RFC 3339 time or ISO date as naive UTC (no offset means UTC); raise ValueError."""
-    return to_naive_utc(datetime.fromisoformat(text))
+    moment = datetime.fromisoformat(text)
+    try:
+        return to_naive_utc(moment)
+    except OverflowError:
+        # Only a moment at an end of the calendar overflows: it is after, or before, every
+        # time the store holds, and the bound says exactly that.
+        return datetime.max if moment.year == MAXYEAR else datetime.min
 
 
 def record_of(delivery):

@@ -3,6 +3,7 @@
 import codecs
 import email.utils
 import importlib.metadata
+from datetime import UTC
 from typing import NamedTuple
 
 import requests
@@ -58,7 +59,10 @@ def retry_after_seconds(value, now):
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    seconds = (to_naive_utc(when) - to_naive_utc(now)).total_seconds()
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    # Aware arithmetic: converting a date near year 9999 with an offset to UTC would overflow.
+    seconds = (when - to_naive_utc(now).replace(tzinfo=UTC)).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 

@@ -1,10 +1,10 @@
 """Marshmallow schemas: they validate what comes in, shape what goes out and document both."""
 
-from datetime import UTC, datetime
-
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from adapter.money import MAX_INTEGER_DIGITS
 from adapter.shipments import SHIPMENT_STATUSES
+from adapter.times import parse_rfc3339
 
 HOLD_REASONS = (
     "awaiting_payment",
@@ -39,13 +39,19 @@ RETURN_REASONS = (
 )
 TRANSACTION_KINDS = ("authorization", "capture", "sale", "refund", "void")
 MAX_TEXT = 5000
-AMOUNT = r"^[0-9]{1,15}(\.[0-9]{1,3})?$"
-AMOUNT_ERROR = 'Must be a decimal string such as "12.50".'
+AMOUNT = rf"^[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,3}})?$"
+AMOUNT_ERROR = (
+    f'Must be a decimal string such as "12.50", with at most {MAX_INTEGER_DIGITS} digits before'
+    " the point."
+)
+# Matched from the start of the text, as marshmallow does, and searched, as JSON Schema does.
+NOT_BLANK = r"[\s\S]*\S"
+BLANK_ERROR = "Must not be empty or blank."
 MAX_ID = 2**53
 
 
 class UTCDateTime(fields.DateTime):
-    """RFC 3339 out (`...Z`); in, any ISO 8601 time, naive taken as UTC, stored as naive UTC."""
+    """RFC 3339 out (`...Z`); in, RFC 3339 with an offset only, stored as naive UTC."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
@@ -54,17 +60,49 @@ class UTCDateTime(fields.DateTime):
         return text.removesuffix(".000000") + "Z"
 
     def _deserialize(self, value, attr, data, **kwargs):
-        parsed = super()._deserialize(value, attr, data, **kwargs)
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-        if not datetime(1970, 1, 1) <= parsed <= datetime(9999, 1, 1):
-            raise ValidationError("Out of range.")
-        return parsed
+        try:
+            return parse_rfc3339(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
-def Text(min=0, max=MAX_TEXT, **kwargs):  # noqa: N802 - reads like a field class
+class JSONBoolean(fields.Boolean):
+    """A JSON `true` or `false`: never `1`, `"true"`, `"yes"` or `"on"`."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not bool:
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query-string flag: exactly `true` or `false`."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
+
+
+def Text(max=MAX_TEXT, **kwargs):  # noqa: N802 - reads like a field class
     """Return a string field with a sane length limit."""
-    return fields.String(validate=validate.Length(min=min, max=max), **kwargs)
+    return fields.String(validate=validate.Length(max=max), **kwargs)
+
+
+def NonBlank(max=MAX_TEXT, **kwargs):  # noqa: N802
+    """Return a string field that must hold something besides whitespace (a key, a name)."""
+    return fields.String(
+        validate=[validate.Length(max=max), validate.Regexp(NOT_BLANK, error=BLANK_ERROR)], **kwargs
+    )
+
+
+def Amount(**kwargs):  # noqa: N802
+    """Return a decimal-string amount field."""
+    return fields.String(validate=validate.Regexp(AMOUNT, error=AMOUNT_ERROR), **kwargs)
 
 
 def Id(**kwargs):  # noqa: N802
@@ -103,10 +141,10 @@ class AddressSchema(StrictSchema):
 
 class NewLineItemSchema(StrictSchema):
     sku = Text(max=255, allow_none=True)
-    title = Text(min=1, max=1000, required=True)
+    title = NonBlank(max=1000, required=True)
     quantity = Quantity(required=True)
-    price = fields.String(required=True, validate=validate.Regexp(AMOUNT, error=AMOUNT_ERROR))
-    fulfillment_service = Text(max=64, allow_none=True, load_default=None)
+    price = Amount(required=True)
+    fulfillment_service = NonBlank(max=64, allow_none=True, load_default=None)
 
 
 class HoldSchema(StrictSchema):
@@ -116,14 +154,14 @@ class HoldSchema(StrictSchema):
 
 class TransactionInSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(TRANSACTION_KINDS))
-    amount = fields.String(allow_none=True, validate=validate.Regexp(AMOUNT, error=AMOUNT_ERROR))
+    amount = Amount(allow_none=True)
     expires_at = UTCDateTime(allow_none=True)
     return_id = Id(allow_none=True)
 
 
 class OrderInSchema(StrictSchema):
-    name = Text(max=255, allow_none=True)
-    external_id = Text(max=255, allow_none=True)
+    name = NonBlank(max=255, allow_none=True)
+    external_id = NonBlank(max=255, allow_none=True)
     email = fields.Email(allow_none=True, validate=validate.Length(max=320))
     currency = fields.String(
         required=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code.")
@@ -152,7 +190,7 @@ class OrderEditSchema(StrictSchema):
 
 class CancelOrderSchema(StrictSchema):
     reason = Text(allow_none=True)
-    refund = fields.Boolean(load_default=False)
+    refund = JSONBoolean(load_default=False)
 
 
 class ReturnLineInSchema(StrictSchema):
@@ -174,14 +212,14 @@ class FOLineSchema(StrictSchema):
 
 
 class TrackingSchema(StrictSchema):
-    number = Text(max=255, allow_none=True)
+    number = NonBlank(max=255, allow_none=True)
     company = Text(max=255, allow_none=True)
     url = fields.URL(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=2000))
 
 
 class FulfillmentRequestSchema(StrictSchema):
     message = Text(allow_none=True)
-    notify_customer = fields.Boolean(load_default=False)
+    notify_customer = JSONBoolean(load_default=False)
     line_items = fields.List(fields.Nested(FOLineSchema), allow_none=True)
 
 
@@ -197,7 +235,7 @@ class RevertSchema(StrictSchema):
 class MarkFulfilledSchema(StrictSchema):
     line_items = fields.List(fields.Nested(FOLineSchema), allow_none=True)
     tracking = fields.Nested(TrackingSchema, allow_none=True)
-    notify_customer = fields.Boolean(load_default=False)
+    notify_customer = JSONBoolean(load_default=False)
 
 
 class HoldInSchema(StrictSchema):
@@ -210,7 +248,7 @@ class EmptySchema(StrictSchema):
 
 
 class MessageSchema(StrictSchema):
-    message = Text(min=1, required=True)
+    message = NonBlank(required=True)
 
 
 class CommaList(fields.List):
@@ -255,7 +293,7 @@ class OrderQuerySchema(StrictSchema):
         ("return_requested", "inspection_complete", "return_in_progress", "returned")
     )
     service = CommaList(fields.String(validate=validate.Length(min=1, max=64)))
-    needs_attention = fields.Boolean()
+    needs_attention = QueryBoolean()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=250))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -265,7 +303,7 @@ class OrderQuerySchema(StrictSchema):
 
 class EnvelopeSchema(StrictSchema):
     type = fields.String(required=True, validate=validate.Length(max=100))
-    timestamp = fields.Raw(load_default=None)
+    timestamp = UTCDateTime(required=True)
     data = fields.Dict(required=True)
 
 
@@ -297,7 +335,7 @@ class FOMessageOptionalSchema(WebhookSchema):
 
 class FOMessageSchema(WebhookSchema):
     fulfillment_order_id = Id(required=True)
-    message = Text(min=1, required=True)
+    message = NonBlank(required=True)
 
 
 class ShipmentLineSchema(WebhookSchema):
@@ -307,21 +345,21 @@ class ShipmentLineSchema(WebhookSchema):
 
 class FulfillmentCreatedSchema(WebhookSchema):
     fulfillment_order_id = Id(required=True)
-    external_id = Text(min=1, max=255, required=True)
+    external_id = NonBlank(max=255, required=True)
     line_items = fields.List(fields.Nested(ShipmentLineSchema), allow_none=True)
     tracking = fields.Nested(TrackingSchema, allow_none=True)
-    notify_customer = fields.Boolean(load_default=False)
+    notify_customer = JSONBoolean(load_default=False)
     message = Text(allow_none=True)
 
 
 class TrackingUpdatedSchema(WebhookSchema):
-    external_id = Text(min=1, max=255, required=True)
+    external_id = NonBlank(max=255, required=True)
     tracking = fields.Nested(TrackingSchema, required=True)
-    notify_customer = fields.Boolean(load_default=False)
+    notify_customer = JSONBoolean(load_default=False)
 
 
 class ShipmentEventSchema(WebhookSchema):
-    external_id = Text(min=1, max=255, required=True)
+    external_id = NonBlank(max=255, required=True)
     status = fields.String(required=True, validate=validate.OneOf(SHIPMENT_STATUSES))
     happened_at = UTCDateTime(required=True)
     message = Text(allow_none=True)

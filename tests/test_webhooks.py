@@ -986,7 +986,8 @@ def test_every_verified_delivery_is_kept_with_headers_raw_body_and_outcome(
     # Odd spacing, key order and raw UTF-8: what is kept must be these bytes, not a re-encoding.
     message_body = (
         '{ "data":{"message":"' + THAI_EMOJI + ' \\u0e2a\\ud83d\\ude00",'
-        '"fulfillment_order_id":' + str(fo["id"]) + '},\n  "type":"fulfillment_order.message"}'
+        '"fulfillment_order_id":' + str(fo["id"]) + '},\n  "type":"fulfillment_order.message",'
+        ' "timestamp":"2026-03-10T12:00:00z"}'
     ).encode()
     sent = [
         ("msg_applied", message_body, 200),
