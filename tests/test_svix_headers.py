@@ -13,7 +13,7 @@ from conftest import SECRETS, fo_of, make_secret
 from standardwebhooks import Webhook as StandardWebhook
 from svix.webhooks import Webhook as SvixWebhook
 
-from adapter import recordings, store
+from adapter import recordings, schema, store
 from adapter.models import WebhookDelivery
 from handlers.webhooks_cli import webhooks_cli
 
@@ -217,8 +217,8 @@ def test_an_exported_svix_delivery_replays_into_a_fresh_store(api, cli, client, 
     assert set(record["headers"]) & SIGNATURE_HEADERS == set()
     path = tmp_path / "svix.jsonl"
     path.write_text(exported.stdout, encoding="utf-8")
-    store.drop_tables()
-    store.create_tables()
+    schema.drop_tables()
+    schema.create_tables()
     assert fo_of(create_order(), "acme")["id"] == fo_id
     assert api.post(f"/fulfillment_orders/{fo_id}/fulfillment_request", {}).status_code == 200
 
