@@ -1,6 +1,5 @@
 """Service → adapter: `POST /webhooks/{service}`, checked in the order SPEC 4.2 gives."""
 
-import peewee
 from flask import Blueprint, current_app, request
 
 from adapter import inbound, signing, store, views
@@ -93,7 +92,7 @@ def receive(service):
     except Exception as exc:
         # A fault of ours still leaves a verified delivery to keep (and replay once mended);
         # a store that is down cannot keep it, and its 503 has the sender try again.
-        if not (isinstance(exc, peewee.PeeweeException) and store.is_lock_or_connection_error(exc)):
+        if not store.is_unavailable(exc):
             inbound.keep_delivery(service, webhook_id, headers, body, received_at, 500, "internal_error")
         raise
     response_headers = {"Content-Type": "application/json"}
