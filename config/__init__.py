@@ -6,6 +6,7 @@ import math
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ TEST_CONFIG = "test config"
 SERVICE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 WORKFLOWS = ("new", "legacy")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+ADMIN_SECRET_KEY_MIN_LENGTH = 32
 
 
 class Setting(NamedTuple):
@@ -61,6 +63,14 @@ SETTINGS = (
             "Name of an environment variable holding `notifications.secret` instead."),
     Setting("notifications.timeout_seconds", "float", 10,
             "Seconds to wait for the notifications endpoint."),
+    Setting("admin.secret_key", "str", "",
+            "Signs the admin pages' session cookies (at least 32 characters); give every host the"
+            " same one. Empty: a SQLite deployment generates one in the instance folder, a"
+            " PostgreSQL deployment refuses to start. `ADMIN_SECRET_KEY` overrides it."),
+    Setting("admin.timezone", "str", "UTC",
+            "IANA time zone the admin pages show dates in, e.g. `Asia/Bangkok`."),
+    Setting("admin.session_hours", "int", 12,
+            "Hours an admin sign-in lasts."),
 )
 
 # Keys of each `[services.<key>]` table; a default of None means the key has no plain default.
@@ -127,7 +137,15 @@ class Settings:
     notifications_url: str | None
     notifications_secret: str | None
     notifications_timeout_seconds: float
+    admin_secret_key: str | None
+    admin_timezone: str
+    admin_session_hours: int
     services: Mapping[str, ServiceConfig]
+
+    @property
+    def is_postgres(self):
+        """Tell whether the store is PostgreSQL (shared by several hosts) rather than SQLite."""
+        return self.database_url.startswith(("postgresql://", "postgres://"))
 
 
 def load_settings(config_path=None, environ=os.environ, overrides=None):
@@ -142,6 +160,8 @@ def load_settings(config_path=None, environ=os.environ, overrides=None):
     if environ.get("MERCHANT_API_TOKENS"):
         tokens = [t.strip() for t in environ["MERCHANT_API_TOKENS"].split(",") if t.strip()]
         _merge(tree, {"merchant": {"api_tokens": tokens}}, ENVIRONMENT, origins)
+    if environ.get("ADMIN_SECRET_KEY"):
+        _merge(tree, {"admin": {"secret_key": environ["ADMIN_SECRET_KEY"]}}, ENVIRONMENT, origins)
     if overrides:
         _merge(tree, overrides, TEST_CONFIG, origins)
     return _build(tree, _Origins(origins), environ)
@@ -216,6 +236,16 @@ def _build(tree, origins, environ):
     if any(delay < 0 for delay in values["outbox.retry_schedule"]):
         raise origins.error(("outbox", "retry_schedule"), "delays must not be negative")
 
+    admin_secret_key = values["admin.secret_key"] or None
+    if admin_secret_key is not None and len(admin_secret_key) < ADMIN_SECRET_KEY_MIN_LENGTH:
+        raise origins.error(("admin", "secret_key"),
+                            f"must be at least {ADMIN_SECRET_KEY_MIN_LENGTH} characters")
+    try:
+        zoneinfo.ZoneInfo(values["admin.timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise origins.error(("admin", "timezone"),
+                            "not an IANA time zone name such as UTC or Asia/Bangkok") from None
+
     notifications = tree["notifications"]
     notifications_url = values["notifications.url"] or None
     if notifications_url:
@@ -240,6 +270,9 @@ def _build(tree, origins, environ):
         notifications_url=notifications_url,
         notifications_secret=notifications_secret,
         notifications_timeout_seconds=values["notifications.timeout_seconds"],
+        admin_secret_key=admin_secret_key,
+        admin_timezone=values["admin.timezone"],
+        admin_session_hours=values["admin.session_hours"],
         services=MappingProxyType({
             key: service
             for key, table in services.items()

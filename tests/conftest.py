@@ -16,6 +16,9 @@ from app import create_app
 
 TOKEN = "test-token-0123456789"
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+# A PostgreSQL deployment refuses to start without a session key; every app the tests start
+# (in this process or as a server process) shares this one. Tests of the key unset remove it.
+os.environ.setdefault("ADMIN_SECRET_KEY", "test-admin-secret-key-" + secrets.token_hex(16))
 SERVICE_URLS = {
     "acme": "https://acme.example/hooks",
     "oldco": "https://oldco.example/hooks",

@@ -23,9 +23,9 @@ def openapi_path(rule):
 
 
 def routes(app):
-    """Yield (path, method) for every route of the app except static files."""
+    """Yield (path, method) for every route of the app except static files and the admin pages."""
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("admin."):
             continue
         for method in sorted(rule.methods - IGNORED_METHODS):
             yield openapi_path(rule), method.lower()

@@ -1,0 +1,60 @@
+"""Languages of the pages (Thai and English), and money and dates as people read them."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from flask import current_app, request
+from flask_babel import Babel, get_locale
+
+LANGUAGES = ("en", "th")
+LANGUAGE_COOKIE = "adapter_admin_language"
+TRANSLATIONS = Path(__file__).with_name("translations")
+BUDDHIST_ERA_OFFSET = 543
+
+
+def init_app(app, settings):
+    """Choose each request's language and give templates the formatting filters."""
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
+    app.config["BABEL_DEFAULT_LOCALE"] = "en"
+    Babel(app, locale_selector=chosen_language)
+    app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["moment"] = format_moment
+
+
+def chosen_language():
+    """Return the language from the switch's cookie, else the best for `Accept-Language`."""
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES, default="en")
+
+
+def format_money(amount, currency):
+    """Return an amount (a decimal string) with its currency, its decimals kept as given."""
+    if amount is None:
+        return ""
+    _, _, decimals = amount.partition(".")
+    pattern = "#,##0" + ("." + "0" * len(decimals) if decimals else "")
+    number = format_decimal(Decimal(amount), format=pattern, locale=str(get_locale()))
+    return f"{number} {currency}"
+
+
+def format_moment(value):
+    """Return a time in the configured zone with the zone shown; Thai years are Buddhist era."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(ZoneInfo(current_app.extensions["adapter_settings"].admin_timezone))
+    offset = local.utcoffset()
+    zone = "UTC" if not offset else "UTC" + local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]
+    locale = get_locale()
+    if locale.language == "th":
+        day_month = format_datetime(local, "d MMM", tzinfo=local.tzinfo, locale=locale)
+        return f"{day_month} {local.year + BUDDHIST_ERA_OFFSET} {local:%H:%M} {zone}"
+    return f"{format_datetime(local, 'd MMM y, HH:mm', tzinfo=local.tzinfo, locale=locale)} {zone}"

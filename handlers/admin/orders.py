@@ -1,0 +1,151 @@
+"""The orders list with its saved views and filters, and the read-only order page."""
+
+from collections import defaultdict
+
+from flask import current_app, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
+
+from adapter import queries, store, timeline, views
+from adapter.errors import ValidationFailed
+from adapter.guards import get_order
+from handlers.io import load, now
+from handlers.orders import decode_cursor, encode_cursor
+from handlers.schemas import OrderQuerySchema
+
+from . import labels
+from .blueprint import bp
+
+PAGE_SIZE = 50
+FILTERS = ("order_status", "payment_status", "fulfillment_status", "return_status", "service",
+           "needs_attention")
+order_query = OrderQuerySchema()
+
+
+class SavedView:
+    """A tab of the orders list: a fixed combination of the list's filters (SPEC 8)."""
+
+    def __init__(self, key, title, **filters):
+        self.key, self.title, self.filters = key, title, filters
+
+    def matches(self, filters):
+        """Tell whether `filters` are exactly this view's."""
+        return _comparable(filters) == _comparable(self.filters)
+
+
+SAVED_VIEWS = (
+    SavedView("all", _l("All")),
+    SavedView("unfulfilled", _l("Unfulfilled"), order_status="open",
+              fulfillment_status="unfulfilled,partially_fulfilled"),
+    SavedView("unpaid", _l("Unpaid"), order_status="open", payment_status="unpaid"),
+    SavedView("expiring", _l("Expiring"), payment_status="expiring"),
+    SavedView("in_progress", _l("In progress"), fulfillment_status="in_progress"),
+    SavedView("on_hold", _l("On hold"), fulfillment_status="on_hold"),
+    SavedView("scheduled", _l("Scheduled"), fulfillment_status="scheduled"),
+    SavedView("needs_attention", _l("Needs attention"), needs_attention="true"),
+    SavedView("return_requested", _l("Return requested"), return_status="return_requested"),
+    SavedView("archived", _l("Archived"), order_status="archived"),
+)
+
+
+def _comparable(filters):
+    return {name: frozenset(value.split(",")) for name, value in filters.items() if value}
+
+
+def requested_filters():
+    """Return the filters of the query string; a filter given several times is any of them."""
+    filters = {}
+    for name in FILTERS:
+        values = []
+        for given in request.args.getlist(name):
+            values += [v.strip() for v in given.split(",") if v.strip() and v.strip() not in values]
+        if values:
+            filters[name] = ",".join(values)
+    return filters
+
+
+@bp.get("/")
+def index():
+    """Open the orders list."""
+    return orders()
+
+
+@bp.get("/orders")
+def orders():
+    """List orders newest first, in a saved view or with the filters chosen, a page at a time."""
+    filters = requested_filters()
+    cursor = request.args.get("cursor") or None
+    settings = current_app.extensions["adapter_settings"]
+    page = dict(filters=filters, saved_views=SAVED_VIEWS, services=settings.services, errors={},
+                orders=[], older=None, newest=None)
+    try:
+        args = load(order_query, {**filters, "limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})})
+        after = decode_cursor(cursor) if cursor else None
+    except ValidationFailed as exc:
+        page["errors"] = exc.errors
+        return render_template("admin/orders.html", **page), 422
+    with store.snapshot():
+        found, more = queries.list_orders(args, PAGE_SIZE, after, now(), settings.expiring_days)
+        page["orders"] = [_listed(order) for order in views.listed_order_views(found, now())]
+    if more:
+        page["older"] = url_for("admin.orders", **filters, cursor=encode_cursor(found[-1].id))
+    if cursor:
+        page["newest"] = url_for("admin.orders", **filters)
+    return render_template("admin/orders.html", **page)
+
+
+def _listed(order):
+    address = order["shipping_address"] or {}
+    return {
+        **order,
+        "customer_name": address.get("name"),
+        "contact": address.get("phone") or order["email"],
+        "services": sorted({fo["service"] for fo in order["fulfillment_orders"]},
+                           key=lambda key: (key is None, key or "")),
+    }
+
+
+@bp.get("/orders/<id:order_id>")
+def order(order_id):
+    """Show one order: statuses, fulfillment orders with shipments, payments, returns, timeline."""
+    with store.snapshot():
+        found = get_order(order_id)
+        order_view = views.order_view(found, now())
+        events = timeline.events_of(order_id)
+    shipments = defaultdict(list)
+    for fulfillment in order_view["fulfillments"]:
+        shipments[fulfillment["fulfillment_order_id"]].append(fulfillment)
+    return render_template(
+        "admin/order.html",
+        order=order_view,
+        shipments=shipments,
+        lines={line["id"]: line for line in order_view["line_items"]},
+        events=list(reversed(events)),
+        services=current_app.extensions["adapter_settings"].services,
+    )
+
+
+@bp.app_template_global()
+def status_label(group, value):
+    """Return the page's word for a status or reason (see labels.GROUPS)."""
+    return labels.label(group, value)
+
+
+@bp.app_template_global()
+def status_tone(value):
+    """Return the badge tone of a status."""
+    return labels.tone(value)
+
+
+@bp.app_template_global()
+def service_name(key):
+    """Return a service's display name; merchant-managed for None."""
+    if key is None:
+        return labels.MERCHANT_MANAGED
+    service = current_app.extensions["adapter_settings"].services.get(key)
+    return service.name if service else key
+
+
+@bp.app_template_global()
+def is_web_link(url):
+    """Tell whether a URL may become a link: http or https only."""
+    return isinstance(url, str) and url.lower().startswith(("http://", "https://"))
