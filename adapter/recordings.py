@@ -160,7 +160,7 @@ def signed_headers(delivery, secret, now, new_id=False):
     return headers
 
 
-class Answer(NamedTuple):
+class Reply(NamedTuple):
     """The adapter's answer to one delivery; `headers` is a case-insensitive mapping."""
 
     status: int
@@ -193,7 +193,7 @@ class HttpSender:
             raise SendFailed(f"cannot connect to {url}") from None
         except requests.RequestException as exc:
             raise SendFailed(f"cannot send to {url}: {type(exc).__name__}") from None
-        return Answer(response.status_code, response.headers, response.content)
+        return Reply(response.status_code, response.headers, response.content)
 
     def close(self):
         """Close the session's connections."""
@@ -234,7 +234,7 @@ def outcome_of(line_number, answer):
 def replay(lines, services, send, new_ids=False, clock=utcnow):
     """Send each line again, in order, to `send(service, headers, body)`; yield its Outcome.
 
-    `services` maps each service key to its current secret; `send` returns an Answer or raises
+    `services` maps each service key to its current secret; `send` returns a Reply or raises
     SendFailed.
     """
     for line_number, raw in enumerate(lines, 1):

@@ -2,7 +2,6 @@
 
 import codecs
 import email.utils
-import importlib.metadata
 from datetime import UTC
 from typing import NamedTuple
 
@@ -11,6 +10,7 @@ import requests
 from .outbox import NOTIFICATIONS
 from .signing import sign_headers
 from .times import to_naive_utc
+from .version import VERSION
 
 EXCERPT_CHARS = 500
 # Enough bytes for the excerpt in any encoding; the rest of a large answer is never read.
@@ -19,14 +19,7 @@ EXCERPT_BYTES = EXCERPT_CHARS * 4
 MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600
 
 
-def _version():
-    try:
-        return importlib.metadata.version("fulfillment-adapter")
-    except importlib.metadata.PackageNotFoundError:
-        return "dev"
-
-
-USER_AGENT = f"fulfillment-adapter/{_version()}"
+USER_AGENT = f"fulfillment-adapter/{VERSION}"
 
 
 class Answer(NamedTuple):

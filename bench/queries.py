@@ -410,7 +410,7 @@ def list_query_sql(app, query_string):
     from adapter import queries, store
     from adapter.times import utcnow
     from handlers import schemas
-    from handlers.io import load
+    from handlers.parsing import load
 
     args = load(schemas.OrderQuerySchema(), MultiDict(parse_qsl(query_string)).to_dict())
     capture = Capture()

@@ -3,8 +3,8 @@
 from adapter import dispatcher
 
 from . import admin, cli, fulfillment_orders, meta, orders, problems, returns, webhooks
-from .io import IdConverter
 from .outbox_cli import outbox_cli
+from .parsing import IdConverter
 from .sandbox_cli import sandbox_cli
 from .webhooks_cli import webhooks_cli
 

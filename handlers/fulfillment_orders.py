@@ -3,13 +3,15 @@
 from flask import Blueprint
 
 from adapter import fulfillment_orders as fos
-from adapter import views
+from adapter import rendering
 from adapter.errors import NotFound
 from adapter.models import FulfillmentOrder
 
 from . import schemas
 from .auth import require_merchant_token
-from .io import documented, json_body, now, rendered
+from .openapi import documented
+from .parsing import json_body, now
+from .responses import rendered
 
 bp = Blueprint("fulfillment_orders", __name__)
 bp.before_request(require_merchant_token)
@@ -30,7 +32,7 @@ empty = schemas.EmptySchema()
 
 def fo_view(fo):
     """Return the client view of an FO, or None."""
-    return views.fulfillment_order_view(fo, now()) if fo is not None else None
+    return rendering.fulfillment_order_view(fo, now()) if fo is not None else None
 
 
 @bp.get("/fulfillment_orders/<id:fo_id>")
@@ -101,7 +103,7 @@ def mark_fulfilled(fo_id):
     fulfillment, fo = fos.mark_fulfilled(fo_id, json_body(mark_in), now())
     return rendered(
         {
-            "fulfillment": views.fulfillment_views([fulfillment])[0],
+            "fulfillment": rendering.fulfillment_views([fulfillment])[0],
             "fulfillment_order": fo_view(fo),
         },
         201,

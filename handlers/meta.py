@@ -7,7 +7,8 @@ from adapter import store
 from adapter.errors import StoreUnavailable
 
 from . import openapi, schemas
-from .io import documented, dump
+from .openapi import documented
+from .responses import dump
 
 bp = Blueprint("meta", __name__)
 health_out = schemas.HealthSchema()

@@ -2,13 +2,38 @@
 
 import json
 import re
-from importlib.metadata import PackageNotFoundError, version
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from werkzeug.routing import IntegerConverter
 
+from adapter.version import VERSION
+
 from . import schemas
+
+
+def documented(summary, *, body=None, query=None, response=None, status=200, also=None, errors=(),
+               tag=None):
+    """Attach the OpenAPI description of a view; the document is built from these.
+
+    `also` is `(status, description)` of a second success answer with the same body.
+    """
+
+    def decorate(view):
+        view.openapi = {
+            "summary": summary,
+            "body": body,
+            "query": query,
+            "response": response,
+            "status": status,
+            "also": also,
+            "errors": errors,
+            "tag": tag,
+        }
+        return view
+
+    return decorate
+
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed JSON",
@@ -20,13 +45,6 @@ ERROR_DESCRIPTIONS = {
     422: "Validation failed",
 }
 PUBLIC_ENDPOINTS = {"meta.healthz", "meta.openapi_document", "webhooks.receive", "static"}
-
-
-def _version():
-    try:
-        return version("fulfillment-adapter")
-    except PackageNotFoundError:
-        return "dev"
 
 
 def _path_of(rule):
@@ -92,7 +110,7 @@ def build(app):
     """Return the OpenAPI document of `app` as a dict."""
     spec = APISpec(
         title="Fulfillment adapter",
-        version=_version(),
+        version=VERSION,
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin(schema_name_resolver=_schema_name)],
         info={"description": "Merchant API and fulfillment service webhooks."},

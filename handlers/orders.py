@@ -5,13 +5,15 @@ import binascii
 
 from flask import Blueprint, current_app, url_for
 
-from adapter import orders, payments, queries, returns, store, timeline, views
+from adapter import orders, payments, queries, rendering, returns, store, timeline
 from adapter.errors import ValidationFailed
 from adapter.guards import get_order
 
 from . import schemas
 from .auth import require_merchant_token
-from .io import MAX_ID, documented, dump, json_body, now, query_args, rendered
+from .openapi import documented
+from .parsing import MAX_STORED_ID, json_body, now, query_args
+from .responses import dump, rendered
 
 bp = Blueprint("orders", __name__)
 bp.before_request(require_merchant_token)
@@ -42,7 +44,7 @@ def decode_cursor(cursor):
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, order_id = text.partition(":")
-        if prefix != "o" or not order_id.isdigit() or not 0 < int(order_id) <= MAX_ID:
+        if prefix != "o" or not order_id.isdigit() or not 0 < int(order_id) <= MAX_STORED_ID:
             raise ValueError
         return int(order_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -50,7 +52,7 @@ def decode_cursor(cursor):
 
 
 def _order(order, status=200, headers=None, view=None):
-    body, status, base = rendered(view or views.order_view(order, now()), status)
+    body, status, base = rendered(view or rendering.order_view(order, now()), status)
     return body, status, {**base, **(headers or {})}
 
 
@@ -64,7 +66,7 @@ def create_order():
     imported = orders.import_order(json_body(order_in), now())
     order = imported.order
     location = {"Location": url_for(".get_order_view", order_id=order.id)}
-    view = views.new_order_view(order, imported.written, now()) if imported.written else None
+    view = rendering.new_order_view(order, imported.written, now()) if imported.written else None
     return _order(order, 201 if imported.created else 200, location, view)
 
 
@@ -80,7 +82,7 @@ def list_orders():
     with store.snapshot():
         # The page and the parts of its orders, as of one moment of the store and the clock.
         found, more = queries.list_orders(args, args["limit"], after, now(), settings.expiring_days)
-        page = views.listed_order_views(found, now())
+        page = rendering.listed_order_views(found, now())
     return rendered(
         {"orders": page, "next_cursor": encode_cursor(found[-1].id) if more else None},
     )
@@ -133,7 +135,7 @@ def unarchive_order(order_id):
 )
 def add_transaction(order_id):
     order, tx = payments.add_transaction(order_id, json_body(transaction_in), now())
-    return rendered(views.transaction_view(tx, order.currency), 201)
+    return rendered(rendering.transaction_view(tx, order.currency), 201)
 
 
 @bp.get("/orders/<id:order_id>/timeline")
@@ -150,4 +152,4 @@ def get_timeline(order_id):
 )
 def create_return(order_id):
     return_ = returns.create_return(order_id, json_body(return_in), now())
-    return rendered(views.return_views([return_])[0], 201)
+    return rendered(rendering.return_views([return_])[0], 201)

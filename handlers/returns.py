@@ -2,11 +2,13 @@
 
 from flask import Blueprint
 
-from adapter import returns, views
+from adapter import rendering, returns
 
 from . import schemas
 from .auth import require_merchant_token
-from .io import documented, json_body, now, rendered
+from .openapi import documented
+from .parsing import json_body, now
+from .responses import rendered
 
 bp = Blueprint("returns", __name__)
 bp.before_request(require_merchant_token)
@@ -19,7 +21,7 @@ def _action(action, summary):
     @documented(summary, body=empty, response=return_out, errors=(409,), tag="Returns")
     def view(return_id):
         json_body(empty)
-        return rendered(views.return_views([returns.advance_return(return_id, action, now())])[0])
+        return rendered(rendering.return_views([returns.advance_return(return_id, action, now())])[0])
 
     view.__name__ = action
     bp.add_url_rule(f"/returns/<id:return_id>/{action}", action, view, methods=["POST"])

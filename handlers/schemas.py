@@ -47,7 +47,7 @@ AMOUNT_ERROR = (
 # Matched from the start of the text, as marshmallow does, and searched, as JSON Schema does.
 NOT_BLANK = r"[\s\S]*\S"
 BLANK_ERROR = "Must not be empty or blank."
-MAX_ID = 2**53
+MAX_JSON_ID = 2**53  # ids above this lose precision in JavaScript numbers
 
 
 class UTCDateTime(fields.DateTime):
@@ -107,7 +107,7 @@ def Amount(**kwargs):  # noqa: N802
 
 def Id(**kwargs):  # noqa: N802
     """Return an integer id field."""
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_JSON_ID), **kwargs)
 
 
 def Quantity(**kwargs):  # noqa: N802

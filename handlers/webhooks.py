@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app, request
 
-from adapter import inbound, signing, store, views
+from adapter import receipts, rendering, signing, store
 from adapter.errors import (
     AdapterError,
     NotFound,
@@ -12,7 +12,9 @@ from adapter.errors import (
 )
 
 from . import schemas
-from .io import documented, is_json, load, now, parse_json, rendered
+from .openapi import documented
+from .parsing import is_json, load, now, parse_json
+from .responses import rendered
 
 bp = Blueprint("webhooks", __name__)
 
@@ -49,9 +51,9 @@ def _parse(body):
 
 
 def _respond(fo, fulfillment):
-    result = {"status": "applied", "fulfillment_order": views.fulfillment_order_view(fo, now())}
+    result = {"status": "applied", "fulfillment_order": rendering.fulfillment_order_view(fo, now())}
     if fulfillment is not None:
-        result["fulfillment"] = views.fulfillment_views([fulfillment])[0]
+        result["fulfillment"] = rendering.fulfillment_views([fulfillment])[0]
     body, status, _ = rendered(result)
     return status, body
 
@@ -81,19 +83,19 @@ def receive(service):
         event_type, data = _parse(body)
         try:
             # A redelivery is recognised inside the transaction, after the checks of SPEC 4.2.
-            status, text, replayed = inbound.apply(
+            status, text, replayed = receipts.apply_once(
                 service, webhook_id, headers, body, event_type, data, received_at, _respond
             )
         except ValidationFailed as exc:
             raise _within_data(exc) from None
     except AdapterError as exc:
-        inbound.keep_delivery(service, webhook_id, headers, body, received_at, exc.status, exc.code)
+        receipts.keep_delivery(service, webhook_id, headers, body, received_at, exc.status, exc.code)
         raise
     except Exception as exc:
         # A fault of ours still leaves a verified delivery to keep (and replay once mended);
         # a store that is down cannot keep it, and its 503 has the sender try again.
         if not store.is_unavailable(exc):
-            inbound.keep_delivery(service, webhook_id, headers, body, received_at, 500, "internal_error")
+            receipts.keep_delivery(service, webhook_id, headers, body, received_at, 500, "internal_error")
         raise
     response_headers = {"Content-Type": "application/json"}
     if replayed:

@@ -57,7 +57,7 @@ def export(service, since):
 def _in_process_sender(client):
     def send(service, headers, body):
         response = client.post(f"/webhooks/{service}", data=body, headers=headers)
-        return recordings.Answer(response.status_code, response.headers, response.get_data())
+        return recordings.Reply(response.status_code, response.headers, response.get_data())
 
     return send
 

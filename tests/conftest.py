@@ -117,7 +117,7 @@ class Clock:
 def clock(monkeypatch):
     """Freeze the request clock; `clock.advance(days=3)` moves it."""
     frozen = Clock()
-    monkeypatch.setattr("handlers.io.utcnow", frozen)
+    monkeypatch.setattr("handlers.parsing.utcnow", frozen)
     return frozen
 
 

@@ -1464,7 +1464,7 @@ def test_a_request_is_judged_at_one_moment(api, clock, monkeypatch):
     assert created.status_code == 201, created.body
     # The list filters and renders the page with one reading: never listed as authorized and
     # shown as expired because the authorization expired between two readings.
-    monkeypatch.setattr("handlers.io.utcnow", SteppingClock(expires_at - timedelta(seconds=1)))
+    monkeypatch.setattr("handlers.parsing.utcnow", SteppingClock(expires_at - timedelta(seconds=1)))
     listed = api.get("/orders?payment_status=authorized")
     assert [(order["id"], order["payment_status"]) for order in listed.body["orders"]] == [
         (created.body["id"], "authorized")]

@@ -133,7 +133,7 @@ def in_process_sender(client):
     """Send a replayed delivery to the app in process, as `flask webhooks replay` does."""
     def send(service, headers, body):
         response = client.post(f"/webhooks/{service}", data=body, headers=headers)
-        return recordings.Answer(response.status_code, response.headers, response.get_data())
+        return recordings.Reply(response.status_code, response.headers, response.get_data())
     return send
 
 

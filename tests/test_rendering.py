@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from conftest import fo_of, order_payload
 
-from adapter import derived, store, views
+from adapter import derived, rendering, store
 from adapter.models import Fulfillment, FulfillmentOrder, Order, Return, Transaction
 from handlers import schemas
 
@@ -131,7 +131,7 @@ def fields_match(schema, value, path="order"):
 
 
 def test_rendered_orders_are_exactly_what_the_order_schema_dumps(orders, clock, core):
-    rendered = views.order_views([Order.get_by_id(order_id) for order_id in orders], clock.now)
+    rendered = rendering.order_views([Order.get_by_id(order_id) for order_id in orders], clock.now)
     assert [view["id"] for view in rendered] == orders
     for view in rendered:
         fields_match(ORDER_OUT, view)
@@ -145,26 +145,26 @@ def schema_dumped(schema, views_):
 def test_parts_rendered_alone_equal_the_order_view_and_their_schemas(orders, clock, core):
     """FO, fulfillment, return and transaction views (FO endpoints, webhook answers) match."""
     now = clock.now
-    for view in views.order_views([Order.get_by_id(order_id) for order_id in orders], now):
+    for view in rendering.order_views([Order.get_by_id(order_id) for order_id in orders], now):
         order_id = view["id"]
-        fos = views.fulfillment_order_views(list(FulfillmentOrder.select().where(
+        fos = rendering.fulfillment_order_views(list(FulfillmentOrder.select().where(
             FulfillmentOrder.order == order_id).order_by(FulfillmentOrder.id)), now)
         assert text(view["fulfillment_orders"]) == text(fos) == text(schema_dumped(FO_OUT, fos))
-        fulfillments = views.fulfillment_views(list(Fulfillment.select().where(
+        fulfillments = rendering.fulfillment_views(list(Fulfillment.select().where(
             Fulfillment.order == order_id).order_by(Fulfillment.id)))
         assert text(view["fulfillments"]) == text(fulfillments) == text(
             schema_dumped(FULFILLMENT_OUT, fulfillments))
-        returns = views.return_views(list(Return.select().where(Return.order == order_id).order_by(
+        returns = rendering.return_views(list(Return.select().where(Return.order == order_id).order_by(
             Return.id)))
         assert text(view["returns"]) == text(returns) == text(schema_dumped(RETURN_OUT, returns))
-        transactions = [views.transaction_view(tx, view["currency"]) for tx in Transaction.select().where(
+        transactions = [rendering.transaction_view(tx, view["currency"]) for tx in Transaction.select().where(
             Transaction.order == order_id).order_by(Transaction.id)]
         assert text(view["transactions"]) == text(transactions) == text(
             schema_dumped(TRANSACTION_OUT, transactions))
 
 
 def test_the_sample_covers_every_part_of_a_view(orders, clock, core):
-    rendered = views.order_views([Order.get_by_id(order_id) for order_id in orders], clock.now)
+    rendered = rendering.order_views([Order.get_by_id(order_id) for order_id in orders], clock.now)
     fos = [fo for view in rendered for fo in view["fulfillment_orders"]]
     fulfillments = [f for view in rendered for f in view["fulfillments"]]
     assert {view["payment_status"] for view in rendered} >= {

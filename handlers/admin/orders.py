@@ -5,11 +5,11 @@ from collections import defaultdict
 from flask import current_app, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
-from adapter import queries, store, timeline, views
+from adapter import queries, rendering, store, timeline
 from adapter.errors import ValidationFailed
 from adapter.guards import get_order
-from handlers.io import load, now
 from handlers.orders import decode_cursor, encode_cursor
+from handlers.parsing import load, now
 from handlers.schemas import OrderQuerySchema
 
 from . import labels
@@ -85,7 +85,7 @@ def orders():
         return render_template("admin/orders.html", **page), 422
     with store.snapshot():
         found, more = queries.list_orders(args, PAGE_SIZE, after, now(), settings.expiring_days)
-        page["orders"] = [_listed(order) for order in views.listed_order_views(found, now())]
+        page["orders"] = [_listed(order) for order in rendering.listed_order_views(found, now())]
     if more:
         page["older"] = url_for("admin.orders", **filters, cursor=encode_cursor(found[-1].id))
     if cursor:
@@ -109,7 +109,7 @@ def order(order_id):
     """Show one order: statuses, fulfillment orders with shipments, payments, returns, timeline."""
     with store.snapshot():
         found = get_order(order_id)
-        order_view = views.order_view(found, now())
+        order_view = rendering.order_view(found, now())
         events = timeline.events_of(order_id)
     shipments = defaultdict(list)
     for fulfillment in order_view["fulfillments"]:

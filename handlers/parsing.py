@@ -1,4 +1,4 @@
-"""Reading requests and writing responses with the schemas, and documenting each route."""
+"""Reading requests: JSON bodies and query strings checked by the schemas, path ids, the request's clock."""
 
 import json
 import re
@@ -9,29 +9,6 @@ from werkzeug.routing import IntegerConverter
 
 from adapter.errors import MalformedJSON, UnsupportedMediaType, ValidationFailed
 from adapter.times import utcnow
-
-
-def documented(summary, *, body=None, query=None, response=None, status=200, also=None, errors=(),
-               tag=None):
-    """Attach the OpenAPI description of a view; the document is built from these.
-
-    `also` is `(status, description)` of a second success answer with the same body.
-    """
-
-    def decorate(view):
-        view.openapi = {
-            "summary": summary,
-            "body": body,
-            "query": query,
-            "response": response,
-            "status": status,
-            "also": also,
-            "errors": errors,
-            "tag": tag,
-        }
-        return view
-
-    return decorate
 
 
 def flatten_errors(messages, prefix=""):
@@ -109,21 +86,7 @@ def query_args(schema):
     return load(schema, args)
 
 
-def dump(schema, value, status=200):
-    """Answer with `value` shaped by `schema`."""
-    return (
-        json.dumps(schema.dump(value), ensure_ascii=False),
-        status,
-        {"Content-Type": "application/json"},
-    )
-
-
-def rendered(value, status=200):
-    """Answer with `value` as it is: a view already shaped as its response schema dumps it."""
-    return json.dumps(value, ensure_ascii=False), status, {"Content-Type": "application/json"}
-
-
-MAX_ID = 2**63 - 1
+MAX_STORED_ID = 2**63 - 1  # the largest id a 64-bit id column holds
 UNPAIRED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -133,7 +96,7 @@ class IdConverter(IntegerConverter):
     def to_python(self, value):
         number = super().to_python(value)
         # Refusing the match instead would make werkzeug answer 405 for the path.
-        return number if number <= MAX_ID else 0
+        return number if number <= MAX_STORED_ID else 0
 
 
 def now():

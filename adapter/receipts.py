@@ -63,7 +63,7 @@ def _claim(service, webhook_id, body, now):
     return inserted == 1
 
 
-def apply(service, webhook_id, headers, body, event_type, data, now, respond):
+def apply_once(service, webhook_id, headers, body, event_type, data, now, respond):
     """Apply a verified delivery once; return (status, response body, replayed).
 
     `respond(fo, fulfillment)` renders the answer inside the transaction, so the
