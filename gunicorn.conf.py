@@ -1,8 +1,101 @@
-"""Gunicorn settings, read from the working directory: each worker starts its outbox dispatcher."""
+"""Gunicorn settings, read from the working directory: `gunicorn 'app:create_app()'` needs nothing else.
+
+Gevent workers: a connection costs a greenlet, not a worker, so clients that stall mid-request
+never stop others from being served (bench/RESULTS.md, "Serving"). Requests and headers as large
+as SPEC 5 allows reach the app, and what gunicorn refuses on its own is answered problem+json.
+"""
+
+from gunicorn.http import errors as http_errors
+from gunicorn.workers.ggevent import GeventWorker
 
 # Gunicorn 27 opens one control socket per user by default, shared by every instance on
 # the host; this application does not use it.
 control_socket_disable = True
+
+workers = 2
+worker_connections = 1000
+
+# SPEC 5: each header up to 32 KB reaches the app (an oversized webhook-signature gets the app's
+# 401, not gunicorn's 431); the limit counts the name, ": " and CRLF too, hence the 1 KB more.
+# Gunicorn has no limit on the whole head, only on each field and on their number.
+limit_request_field_size = 32 * 1024 + 1024
+limit_request_fields = 100
+limit_request_line = 8190  # gunicorn's maximum
+
+# Status, title and stable code (SPEC 5) for what gunicorn's HTTP parser refuses. SPEC 5 wants a
+# 4xx whatever the client sent, so an unknown transfer coding is 400 (gunicorn says 501) and a
+# path outside SCRIPT_NAME is 404 (gunicorn says 500).
+REFUSALS = [
+    (http_errors.LimitRequestLine, 414, "URI too long", "payload_too_large"),
+    (http_errors.LimitRequestHeaders, 431, "Request header fields too large", "payload_too_large"),
+    (http_errors.ConfigurationProblem, 404, "Not found", "not_found"),
+    (http_errors.ExpectationFailed, 417, "Expectation failed", "malformed_json"),
+    (http_errors.ForbiddenProxyRequest, 403, "Forbidden", "unauthorized"),
+    (http_errors.ParseException, 400, "Malformed request", "malformed_json"),
+]
+NON_ASCII_TARGET = ("The request target must be ASCII (RFC 9112): percent-encode other characters, "
+                    "e.g. `?q=%E0%B8%81` for `?q=ก`.")
+REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 414: "URI Too Long",
+           417: "Expectation Failed", 431: "Request Header Fields Too Large"}
+
+
+def refusal(exc):
+    """Return (status, title, code, detail) for a request gunicorn refuses, or None for other faults."""
+    if isinstance(exc, http_errors.InvalidResponseHeader | http_errors.InvalidResponseHeaderName):
+        return None  # the app's fault, not the client's: gunicorn's 500
+    answer = next((row[1:] for row in REFUSALS if isinstance(exc, row[0])), None)
+    if answer is None:
+        return None
+    status, title, code = answer
+    detail = str(exc)[:300]
+    if isinstance(exc, http_errors.InvalidRequestLine) and not detail.isascii():
+        detail = NON_ASCII_TARGET
+    elif isinstance(exc, http_errors.InvalidHeader):
+        detail = f"The header {exc.hdr[:100]!r} is malformed or holds a control character."
+    elif isinstance(exc, http_errors.LimitRequestHeaders):
+        detail = "A request header exceeds 32 KB, or there are more than 100 headers."
+    return status, title, code, detail
+
+
+class ProblemWorker(GeventWorker):
+    """Gevent worker that answers malformed requests with problem+json instead of HTML."""
+
+    def handle_error(self, req, client, addr, exc):
+        """Answer a request gunicorn refuses with a 4xx problem+json; leave other faults to gunicorn."""
+        answer = refusal(exc)
+        if answer is None:
+            super().handle_error(req, client, addr, exc)
+            return
+        from gunicorn import util
+
+        from handlers.problems import problem_response
+
+        status, title, code, detail = answer
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], str(exc)[:300])
+        body = problem_response(status, code, title, detail)[0].encode("utf-8")
+        head = (f"HTTP/1.1 {status} {REASONS[status]}\r\nConnection: close\r\n"
+                f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
+        try:
+            util.write_nonblock(client, head.encode("latin-1") + body)
+        except OSError:
+            self.log.debug("Failed to send error message.")
+
+
+worker_class = ProblemWorker
+
+
+def on_starting(server):
+    """Check the configuration in the master: an error stops the start with one line, exit 3."""
+    import app
+
+    app.check_configuration()
+
+
+def post_fork(server, worker):
+    """Make psycopg2 wait for PostgreSQL through gevent, so one query does not stop the worker."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
 
 
 def post_worker_init(worker):

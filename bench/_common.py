@@ -261,6 +261,9 @@ def make_inprocess_app(database_url, config_path):
 
 # ---- servers --------------------------------------------------------------------------------
 
+SERVERS = ("sync", "gthread", "gevent", "waitress")
+
+
 def gunicorn_args(worker_class, workers, threads):
     args = ["-w", str(workers), "-k", worker_class]
     if worker_class == "gthread":
@@ -269,6 +272,8 @@ def gunicorn_args(worker_class, workers, threads):
 
 
 def describe_gunicorn(worker_class, workers, threads):
+    if worker_class == "waitress":
+        return f"waitress-serve --threads {threads}"
     text = f"gunicorn -w {workers} -k {worker_class}"
     return text + (f" --threads {threads}" if worker_class == "gthread" else "")
 
@@ -329,19 +334,48 @@ class Server:
         self.log.close()
 
 
-def empty_gunicorn_conf(directory):
-    """A gunicorn config file with nothing in it, so ./gunicorn.conf.py is not read."""
-    path = Path(directory) / "gunicorn_empty.conf.py"
-    path.write_text("# bench: no settings beyond the command line\n")
+def empty_gunicorn_conf(directory, worker_class="sync"):
+    """A gunicorn config file with nothing in it, so ./gunicorn.conf.py is not read.
+
+    For gevent it makes psycopg2 cooperative, as the repository's gunicorn.conf.py does: without
+    it one PostgreSQL query stops every greenlet of the worker.
+    """
+    path = Path(directory) / f"gunicorn_empty_{worker_class}.conf.py"
+    text = "# bench: no settings beyond the command line\n"
+    if worker_class == "gevent":
+        text += ("def post_fork(server, worker):\n"
+                 "    from psycogreen.gevent import patch_psycopg\n\n"
+                 "    patch_psycopg()\n")
+    path.write_text(text)
     return str(path)
 
 
 def gunicorn_server(name, app_spec, env, directory, worker_class="sync", workers=2, threads=4,
                     conf=None, health_path="/healthz", extra_args=()):
+    """The app under gunicorn with `worker_class` (sync, gthread, gevent), or under waitress."""
     port = free_port()
-    argv = [str(BIN / "gunicorn"), "-c", conf or empty_gunicorn_conf(directory),
+    if worker_class == "waitress":
+        return waitress_server(name, app_spec, env, directory, port, threads, health_path, extra_args)
+    argv = [str(BIN / "gunicorn"), "-c", conf or empty_gunicorn_conf(directory, worker_class),
             "-b", f"{LOOPBACK}:{port}", *gunicorn_args(worker_class, workers, threads),
             "--timeout", "60", "--graceful-timeout", "10", *extra_args, app_spec]
+    return Server(name, argv, env, Path(directory) / f"{name}.log", port, health_path)
+
+
+def waitress_server(name, app_spec, env, directory, port, threads, health_path, extra_args):
+    """The app under waitress (one process, `threads` threads; it must be importable, e.g. from
+    PYTHONPATH): gunicorn's `--pythonpath DIR` becomes PYTHONPATH, `factory()` becomes `--call`."""
+    env = dict(env)
+    args = list(extra_args)
+    if "--pythonpath" in args:
+        at = args.index("--pythonpath")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args[at + 1], env.get("PYTHONPATH")]))
+        del args[at:at + 2]
+    call = []
+    if app_spec.endswith("()"):
+        app_spec, call = app_spec[:-2], ["--call"]
+    argv = [sys.executable, "-m", "waitress", f"--listen={LOOPBACK}:{port}", f"--threads={threads}",
+            *args, *call, app_spec]
     return Server(name, argv, env, Path(directory) / f"{name}.log", port, health_path)
 
 

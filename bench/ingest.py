@@ -164,9 +164,12 @@ def main():
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=float, default=10, help="seconds per run (10)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating no-op/adapter runs (2)")
-    parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
+    parser.add_argument("--worker-class", default="sync", choices=c.SERVERS,
+                        help="gunicorn worker class, or `waitress` (one process, --threads "
+                        "threads; install it beside the adapter) for both apps (sync)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (4)")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads per gthread worker, or of waitress (4)")
     parser.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
     parser.add_argument("--gunicorn-conf", help="gunicorn config file for both apps (default: none)")
     parser.add_argument("--orders", type=int, default=200, help="orders the messages go to (200)")

@@ -9,7 +9,7 @@ import time
 
 import psycopg2
 import pytest
-from conftest import SECRETS
+from conftest import SECRETS, TOKEN
 
 from adapter import dispatcher, models, schema, store
 
@@ -146,3 +146,44 @@ def test_in_app_dispatcher_delivers_without_a_worker(in_app_dispatcher, api, cre
     while not outbound.calls and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [call.request.url for call in outbound.calls] == ["https://acme.example/hooks"]
+
+
+NO_TOKENS_LINE = "no merchant API tokens are configured"
+
+
+@pytest.mark.parametrize(
+    ("env_extra", "warned"),
+    [
+        ({}, True),
+        ({"MERCHANT_API_TOKENS": " , "}, True),
+        ({"MERCHANT_API_TOKENS": "tok_3f9a0c2e7b"}, False),
+    ],
+    ids=["unset", "only-blanks", "set"],
+)
+def test_start_without_merchant_tokens_warns_once_on_stderr(tmp_path, project_dir, env_extra, warned):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/a.db", "MERCHANT_API_TOKENS": "", **env_extra}
+    result = flask("init-db", cwd=project_dir, env_extra=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(NO_TOKENS_LINE) == (1 if warned else 0), result.stderr
+    assert "tok_3f9a0c2e7b" not in result.stderr + result.stdout
+
+
+@pytest.fixture
+def no_tokens(overrides):
+    overrides["merchant"] = {"api_tokens": []}
+
+
+@pytest.mark.parametrize("token", [None, "dev-token", "x" * 300], ids=["none", "guess", "long"])
+def test_without_configured_tokens_401_says_to_set_them(no_tokens, api, token):
+    response = api.get("/orders", token=token)
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.body["code"] == "unauthorized"
+    assert response.body["detail"] == "no merchant API tokens are configured; set MERCHANT_API_TOKENS"
+
+
+def test_with_configured_tokens_401_does_not_reveal_them(api):
+    response = api.get("/orders", token="wrong")
+    assert response.status_code == 401
+    assert TOKEN not in response.get_data(as_text=True)
+    assert "configured" not in response.body["detail"]
