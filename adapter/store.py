@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 
 import peewee
 import psycopg2
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from .errors import StoreUnavailable
 from .writer_queue import WriterQueue
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 database = peewee.DatabaseProxy()
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Connections per process, and how long a request waits for a free one before it answers 503.
+POOL_SIZE = 32
+POOL_WAIT_SECONDS = 5
 BUSY = "The store is busy or unreachable; retry later."
 
 # SQLite primary result codes (an extended code's low byte) meaning "try again later".
@@ -98,8 +101,9 @@ def open_database(url):
         password=unquote(parsed.password) if parsed.password else None,
         host=parsed.hostname,
         port=parsed.port or 5432,
-        max_connections=32,
+        max_connections=POOL_SIZE,
         stale_timeout=300,
+        timeout=POOL_WAIT_SECONDS,
         connect_timeout=5,
     )
 
@@ -181,7 +185,7 @@ def is_unavailable(exc):
     Judged by the driver's error codes, not its wording, so every way a store can be away
     (restarting, shutting down, out of connections or disk) is covered.
     """
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable | MaxConnectionsExceeded):
         return True
     error = driver_error(exc)
     if isinstance(error, sqlite3.Error):

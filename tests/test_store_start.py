@@ -3,12 +3,14 @@
 import os
 import subprocess
 import sys
+import threading
 from urllib.parse import urlparse
 
 import pytest
-from conftest import POSTGRES_URL, order_payload
+from conftest import POSTGRES_URL, TOKEN, Api, order_payload, service_config
 
 from adapter import store
+from app import create_app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NEEDS_POSTGRES = "needs TEST_DATABASE_URL (PostgreSQL) — set it to run this test"
@@ -18,6 +20,7 @@ def start(database_url):
     """Run `flask init-db` against `database_url`; return the finished process."""
     env = {k: v for k, v in os.environ.items() if k not in ("ADAPTER_CONFIG", "DATABASE_URL")}
     env["DATABASE_URL"] = database_url
+    env["MERCHANT_API_TOKENS"] = "a-token-for-the-start-tests"
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "init-db"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
@@ -80,3 +83,33 @@ def test_a_full_sqlite_disk_answers_503_keeps_everything_and_recovers(api, datab
     names = [order["external_id"] for order in api.get("/orders").body["orders"]]
     assert names == ["while-full", "before-full"]
     assert store.database.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_exhausted_postgres_pool_answers_503(database_url, monkeypatch):
+    """Every pooled connection busy past the wait: 503 with Retry-After, not a 500."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL fault")
+    monkeypatch.setattr(store, "POOL_SIZE", 1)
+    monkeypatch.setattr(store, "POOL_WAIT_SECONDS", 0.2)
+    app = create_app({"database": {"url": database_url}, "merchant": {"api_tokens": [TOKEN]},
+                      "outbox": {"in_app_dispatcher": False}, "services": service_config()})
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_only_connection():
+        with store.database.connection_context():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_only_connection, daemon=True)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        refused = Api(app.test_client()).get("/orders")
+        assert refused.status_code == 503, refused.body
+        assert refused.body["code"] == "store_unavailable"
+        assert refused.headers["Retry-After"].isdigit()
+    finally:
+        release.set()
+        holder.join(10)
+    assert Api(app.test_client()).get("/orders").status_code == 200
+    store.database.obj.close_all()
