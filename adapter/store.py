@@ -14,7 +14,7 @@ database = peewee.DatabaseProxy()
 
 # Raise it whenever the models gain a table or an index: a database recording an older
 # version gets what is missing on the next start, and one at the current version is left alone.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
 SQLITE_BUSY_TIMEOUT_MS = 5000
 BUSY = "The store is busy or unreachable; retry later."
