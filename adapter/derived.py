@@ -13,8 +13,7 @@ from .statuses import (
 
 def payment_facts_of(order):
     """Sum the order's transactions into PaymentFacts."""
-    authorized = captured = refunded = 0
-    voided = False
+    authorized = captured = captures = refunded = voided = 0
     expiries = []
     for tx in Transaction.select().where(Transaction.order == order.id).order_by(Transaction.id):
         if tx.kind == "authorization":
@@ -22,18 +21,21 @@ def payment_facts_of(order):
             expiries.append(tx.expires_at)
         elif tx.kind in ("capture", "sale"):
             captured += tx.amount_minor
+            if tx.kind == "capture":
+                captures += tx.amount_minor
         elif tx.kind == "refund":
             refunded += tx.amount_minor
         elif tx.kind == "void":
-            voided = True
+            voided += tx.amount_minor
     # An authorization without an end date never expires, so neither does the set.
     auth_expires_at = max(expiries) if expiries and None not in expiries else None
     return PaymentFacts(
         total=order.total_minor,
-        authorized=authorized,
+        authorized=authorized - voided,
         captured=captured,
         refunded=refunded,
-        voided=voided,
+        voided=voided > 0,
+        captures=captures,
         auth_expires_at=auth_expires_at,
         payment_due_at=order.payment_due_at,
     )
@@ -78,11 +80,11 @@ PAYMENT, FULFILLMENT, RETURNS = "payment", "fulfillment", "returns"
 EVERYTHING = frozenset({PAYMENT, FULFILLMENT, RETURNS})
 
 
-def refresh(order, now, changed=EVERYTHING):
+def refresh(order, now, changed=EVERYTHING, touch=True):
     """Recompute the derived columns of the facts that `changed`, save, archive if configured.
 
-    Returns whether the order was paid before, so callers can react to an order
-    that has just become paid.
+    `touch=False` keeps `updated_at`, for a change that nobody can see. Returns whether the
+    order was paid before, so callers can react to an order that has just become paid.
     """
     was_paid = order.payment_state == "paid"
     was_done = was_paid and order.fulfillment_state == "fulfilled"
@@ -102,7 +104,8 @@ def refresh(order, now, changed=EVERYTHING):
         order.return_state = return_status_of(
             r.status for r in Return.select(Return.status).where(Return.order == order.id)
         )
-    order.updated_at = now
+    if touch:
+        order.updated_at = now
     is_done = order.payment_state == "paid" and order.fulfillment_state == "fulfilled"
     if is_done and not was_done and not order.archived and settings.current().auto_archive:
         order.archived = True

@@ -1,4 +1,4 @@
-"""Deliver the outbox: claim due messages per target, send them, record each outcome."""
+"""Deliver the outbox: claim due messages per target, send them, record outcomes; open what came due."""
 
 import logging
 import os
@@ -298,11 +298,23 @@ class Dispatcher:
         return sent
 
     def run_once(self, now=None):
-        """Send every message due now, target by target; return how many were sent."""
+        """Open what has come due, then send every message due now, target by target.
+
+        Return how many messages were sent.
+        """
         def clock():
             return utcnow() if now is None else now
 
+        self.open_due(clock())
         return sum(self.run_target(target, clock) for target in self.targets)
+
+    @staticmethod
+    def open_due(now):
+        """Open the scheduled FOs whose `fulfill_at` has passed, requesting auto-fulfill ones."""
+        requested = fulfillment_orders.open_due_fulfillment_orders(now)
+        if requested:
+            log.info("requested %d fulfillment order(s) whose fulfill_at has passed", requested)
+        return requested
 
     def start(self):
         """Start one daemon thread per target, woken by commits or every poll_seconds."""
@@ -313,6 +325,9 @@ class Dispatcher:
         ]
         self._threads.append(
             threading.Thread(target=self._wake_on_commit, name="outbox-waker", daemon=True)
+        )
+        self._threads.append(
+            threading.Thread(target=self._open_due_every_poll, name="outbox-schedule", daemon=True)
         )
         for thread in self._threads:
             thread.start()
@@ -340,6 +355,16 @@ class Dispatcher:
                 outbox.committed.clear()
                 for wake in self._wakes.values():
                     wake.set()
+
+    def _open_due_every_poll(self):
+        # The messages of the requests it sends wake the target threads when they commit.
+        while not self._stopping.is_set():
+            try:
+                with store.database.connection_context():
+                    self.open_due(utcnow())
+            except Exception:
+                log.exception("opening scheduled fulfillment orders failed; trying again")
+            self._stopping.wait(self.settings.poll_seconds)
 
     def _work(self, target):
         wake = self._wakes[target]

@@ -3,7 +3,8 @@
 from . import derived, outbox, settings, shipments, store, timeline, transitions
 from .errors import InvalidTransition, ValidationFailed
 from .guards import locked_fulfillment_order, locked_order
-from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, MerchantRequest
+from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, MerchantRequest, TimelineEvent
+from .statuses import effective_fo_status
 
 INVENTORY_WARNING = (
     "Check inventory counts: the fulfillment service may already have picked, restocked or "
@@ -107,8 +108,11 @@ def _request_lines(fo):
     ]
 
 
-def submit(order, fo, now, *, message=None, notify_customer=False, actor="merchant"):
-    """Send the FO's remaining lines to its service as a new fulfillment request."""
+def submit(order, fo, now, *, message=None, notify_customer=False, actor="merchant", rest=None):
+    """Send the FO's remaining lines to its service as a new fulfillment request.
+
+    `rest` is the FO the unrequested lines of a partial request moved to, if any.
+    """
     lines = _request_lines(fo)
     request = MerchantRequest.create(
         fulfillment_order=fo,
@@ -140,7 +144,12 @@ def submit(order, fo, now, *, message=None, notify_customer=False, actor="mercha
         actor=actor,
         message=message,
         request=request,
-        event_data={"request_id": request.id, "service": fo.service, "line_items": lines},
+        event_data={
+            "request_id": request.id,
+            "service": fo.service,
+            "line_items": lines,
+            "unsubmitted_fulfillment_order_id": rest.id if rest else None,
+        },
     )
     return request
 
@@ -170,27 +179,101 @@ def request_fulfillment(fo_id, payload, now):
             now,
             message=payload.get("message"),
             notify_customer=payload.get("notify_customer", False),
+            rest=unsubmitted,
         )
         derived.refresh(order, now, {derived.FULFILLMENT})
     return fo, unsubmitted
 
 
-def auto_fulfill(order, now):
-    """Request fulfillment of every open FO whose service fulfills paid orders automatically.
+def _fulfills_automatically(order, fo, now):
+    """Tell whether SPEC 2.3 has `fo` requested automatically now, its split-off origin aside.
 
-    Return whether any request was sent.
+    The order is paid and not cancelled, the FO's service has `auto_fulfill`, and the FO is
+    open / unsubmitted with something to ship and was never requested: a request that was
+    rejected, withdrawn, reverted, cancelled or undelivered leaves the FO to the merchant.
     """
-    submitted = False
-    for fo in FulfillmentOrder.select().where(FulfillmentOrder.order == order.id):
-        config = settings.service(fo.service) if fo.service else None
-        if config is None or not config.auto_fulfill:
-            continue
-        if transitions.is_allowed(fo, "request_fulfillment", now, shipments.remaining_of(fo)):
-            submit(order, fo, now, actor="system")
-            submitted = True
-    if submitted:
+    config = settings.service(fo.service) if fo.service else None
+    return (
+        config is not None
+        and config.auto_fulfill
+        and order.payment_state == "paid"
+        and order.cancelled_at is None
+        and effective_fo_status(fo.status, fo.fulfill_at, now) == "open"
+        and fo.request_status == "unsubmitted"
+        and fo.current_request_id is None
+        and shipments.remaining_of(fo) > 0
+    )
+
+
+def _split_off(order):
+    """Return the ids of the order's FOs that a partial request or a revert split off.
+
+    What the merchant left out of a request, or took back from one, is theirs to decide.
+    """
+    events = TimelineEvent.select(TimelineEvent.data).where(
+        (TimelineEvent.order == order.id)
+        & TimelineEvent.kind.in_(("fulfillment_request.submitted", "fulfillment_order.reverted"))
+    )
+    return {
+        event.data[key]
+        for event in events
+        for key in ("unsubmitted_fulfillment_order_id", "reverted_to_fulfillment_order_id")
+        if event.data and event.data.get(key) is not None
+    }
+
+
+def auto_fulfill(order, now, fos=None):
+    """Request the FOs of `fos` (default: all the order's) that SPEC 2.3 requests automatically.
+
+    Call when the order has just become paid or an FO of a paid order has just become
+    open / unsubmitted. Return whether any request was sent.
+    """
+    if fos is None:
+        fos = FulfillmentOrder.select().where(FulfillmentOrder.order == order.id)
+    chosen = [fo for fo in fos if _fulfills_automatically(order, fo, now)]
+    if chosen:
+        split_off = _split_off(order)
+        chosen = [fo for fo in chosen if fo.id not in split_off]
+    for fo in chosen:
+        submit(order, fo, now, actor="system")
+    if chosen:
         derived.refresh(order, now, {derived.FULFILLMENT})
-    return submitted
+    return bool(chosen)
+
+
+SWEEP_BATCH = 100
+
+
+def open_due_fulfillment_orders(now, batch=SWEEP_BATCH):
+    """Store as open the scheduled FOs whose `fulfill_at` has passed; request those SPEC 2.3
+    requests automatically. Return how many were requested.
+
+    Reads show such an FO open already, so storing it changes nothing anyone sees (no event,
+    no `updated_at`); it keeps the indexed range this sweep reads down to the FOs that came due
+    since the last one. Each FO is read again under its order's lock, so workers sweeping at
+    the same time never request one FO twice.
+    """
+    requested = 0
+    while True:
+        due = list(
+            FulfillmentOrder.select(FulfillmentOrder.id, FulfillmentOrder.order)
+            .where((FulfillmentOrder.status == "scheduled") & (FulfillmentOrder.fulfill_at <= now))
+            .order_by(FulfillmentOrder.fulfill_at)
+            .limit(batch)
+            .tuples()
+        )
+        for fo_id, order_id in due:
+            with store.transaction():
+                order = locked_order(order_id)
+                fo = FulfillmentOrder.get_or_none(FulfillmentOrder.id == fo_id)
+                if fo is None or fo.status != "scheduled" or fo.fulfill_at > now:
+                    continue
+                fo.status = "open"
+                fo.save()
+                derived.refresh(order, now, {derived.FULFILLMENT}, touch=False)
+                requested += auto_fulfill(order, now, [fo])
+        if len(due) < batch:
+            return requested
 
 
 def current_request(fo, kind):
@@ -379,6 +462,7 @@ def release_hold(fo_id, now):
             data={"reason": reason},
         )
         derived.refresh(order, now, {derived.FULFILLMENT})
+        auto_fulfill(order, now, [fo])
     return fo
 
 
@@ -392,6 +476,7 @@ def open_early(fo_id, now):
             order, "fulfillment_order.opened", now, actor="merchant", fulfillment_order=fo
         )
         derived.refresh(order, now, {derived.FULFILLMENT})
+        auto_fulfill(order, now, [fo])
     return fo
 
 
@@ -502,7 +587,7 @@ def message_retried(message, now):
         or current is None
         or current.id != request.id
         or request.status != "failed"
-        or (fo.status, fo.request_status) != failed_state
+        or (effective_fo_status(fo.status, fo.fulfill_at, now), fo.request_status) != failed_state
     ):
         raise InvalidTransition(
             f"Message {message.message_id} cannot be sent again: its fulfillment order has "

@@ -115,7 +115,11 @@ class FulfillmentOrder(BaseModel):
     updated_at = peewee.DateTimeField()
 
     class Meta:
-        indexes = ((("service", "order"), False),)
+        indexes = (
+            (("service", "order"), False),
+            # The dispatcher's sweep reads the scheduled FOs whose `fulfill_at` has passed.
+            (("status", "fulfill_at"), False),
+        )
 
 
 class FulfillmentOrderLine(BaseModel):

@@ -200,13 +200,18 @@ def _create_line(order, line, price):
 
 
 def _open_unsubmitted_fo(order, service, now):
+    # A scheduled FO whose `fulfill_at` has passed reads as open, so it is one.
+    opened = (FulfillmentOrder.status == "open") | (
+        (FulfillmentOrder.status == "scheduled")
+        & (FulfillmentOrder.fulfill_at.is_null() | (FulfillmentOrder.fulfill_at <= now))
+    )
     fo = (
         FulfillmentOrder.select()
         .where(
             (FulfillmentOrder.order == order.id)
             & (FulfillmentOrder.service.is_null() if service is None else
                FulfillmentOrder.service == service)
-            & (FulfillmentOrder.status == "open")
+            & opened
             & (FulfillmentOrder.request_status == "unsubmitted")
         )
         .order_by(FulfillmentOrder.id)
@@ -256,7 +261,10 @@ def _remove_quantity(item, quantity):
 
 
 def edit_order(order_id, changes, now):
-    """Edit contact details, line quantities and add lines; return the order."""
+    """Edit contact details, line quantities and add lines; return the order.
+
+    An edit that changes nothing records nothing and leaves `updated_at` as it was.
+    """
     with store.transaction():
         order = locked_order(order_id)
         if order.cancelled_at is not None:
@@ -264,11 +272,15 @@ def edit_order(order_id, changes, now):
         ensure_not_in_progress(order, "edit the order")
         record = {}
         for key in ("email", "shipping_address"):
-            if key in changes:
+            if key in changes and changes[key] != getattr(order, key):
                 setattr(order, key, changes[key])
                 record[key] = changes[key]
-        _edit_quantities(order, changes.get("line_items") or [], now, record)
+        _edit_quantities(
+            order, changes.get("line_items") or [], bool(changes.get("add_line_items")), now, record
+        )
         _add_lines(order, changes.get("add_line_items") or [], now, record)
+        if not record:
+            return order
         order.total_minor = checked_total(_priced_lines(order, changes, record), order.currency)
         timeline.record(order, "order.edited", now, actor="merchant", data=record)
         derived.refresh(order, now)
@@ -289,7 +301,7 @@ def _priced_lines(order, changes, record):
         yield named.get(line.id), line.price_minor, line.quantity
 
 
-def _edit_quantities(order, edits, now, record):
+def _edit_quantities(order, edits, adding, now, record):
     items = {item.id: item for item in LineItem.select().where(LineItem.order == order.id)}
     fulfilled = derived_fulfilled(order)
     errors = {}
@@ -302,11 +314,18 @@ def _edit_quantities(order, edits, now, record):
             errors[f"line_items.{index}.id"] = ["Line item listed twice."]
         elif edit["quantity"] < fulfilled.get(item.id, 0):
             errors[f"line_items.{index}.quantity"] = [
-                f"Cannot go below the {fulfilled[item.id]} already fulfilled."
+                f"Must be at least {fulfilled[item.id]}, the quantity already fulfilled."
             ]
         seen.add(edit["id"])
     if errors:
         raise ValidationFailed(errors)
+    quantities = {item.id: item.quantity for item in items.values()}
+    quantities.update({edit["id"]: edit["quantity"] for edit in edits})
+    if edits and not adding and not any(quantity >= 1 for quantity in quantities.values()):
+        raise ValidationFailed({"line_items": [
+            "An order keeps at least one line with a quantity of 1 or more; "
+            "cancel the order instead."
+        ]})
     for edit in edits:
         item = items[edit["id"]]
         delta = edit["quantity"] - item.quantity

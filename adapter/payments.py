@@ -33,41 +33,30 @@ def apply_transaction(order, payload, now, field=None):
     prefix = f"{field}." if field else ""
     kind = payload["kind"]
     facts = derived.payment_facts_of(order)
-    captures = sum(
-        tx.amount_minor
-        for tx in Transaction.select().where(
-            (Transaction.order == order.id) & (Transaction.kind == "capture")
-        )
-    )
     if order.cancelled_at is not None and kind in ("authorization", "capture", "sale"):
         raise InvalidTransition("The order is cancelled; it cannot take new payments.")
     amount_field = f"{prefix}amount"
     if kind == "void":
-        if facts.captured > 0:
-            raise _invalid(f"{prefix}kind", "A captured payment cannot be voided; refund it.")
-        if facts.authorized == 0:
-            raise _invalid(f"{prefix}kind", "There is no authorization to void.")
-        if facts.voided:
-            raise _invalid(f"{prefix}kind", "The authorization is already voided.")
-        amount = facts.authorized
+        amount = _void_amount(payload, order, facts, prefix)
     else:
         amount = _amount(payload, order, amount_field)
     if kind == "authorization":
-        if facts.voided:
-            raise _invalid(f"{prefix}kind", "The authorization was voided.")
         if facts.authorized + amount > order.total_minor:
             raise _invalid(amount_field, _beyond("authorized", facts.authorized, order))
     elif kind == "capture":
         if facts.authorized == 0:
-            raise _invalid(f"{prefix}kind", "There is no authorization to capture.")
-        if facts.voided:
-            raise _invalid(f"{prefix}kind", "The authorization was voided.")
+            raise _invalid(
+                f"{prefix}kind",
+                "The authorization was voided; there is nothing left to capture."
+                if facts.voided
+                else "There is no authorization to capture.",
+            )
         if facts.auth_expires_at is not None and facts.auth_expires_at <= now:
             raise _invalid(f"{prefix}kind", "The authorization has expired.")
-        if captures + amount > facts.authorized:
+        if amount > facts.uncaptured:
             raise _invalid(
                 amount_field,
-                f"Over-capture: only {format_amount(facts.authorized - captures, order.currency)}"
+                f"Over-capture: only {format_amount(facts.uncaptured, order.currency)}"
                 " of the authorization is left to capture.",
             )
     elif kind == "sale":
@@ -96,6 +85,33 @@ def apply_transaction(order, payload, now, field=None):
     )
 
 
+def _void_amount(payload, order, facts, prefix):
+    """Return what a void takes off the authorization: its `amount`, or all that is uncaptured."""
+    if facts.authorized == 0:
+        raise _invalid(
+            f"{prefix}kind",
+            "The authorization is already voided."
+            if facts.voided
+            else "There is no authorization to void.",
+        )
+    if facts.uncaptured == 0:
+        raise _invalid(
+            f"{prefix}kind",
+            "The authorization is fully captured, and a captured payment cannot be voided: "
+            "refund it instead.",
+        )
+    if payload.get("amount") is None:
+        return facts.uncaptured
+    amount = _amount(payload, order, f"{prefix}amount")
+    if amount > facts.uncaptured:
+        raise _invalid(
+            f"{prefix}amount",
+            f"Only {format_amount(facts.uncaptured, order.currency)} of the authorization is "
+            "uncaptured and can be voided; refund a captured payment instead.",
+        )
+    return amount
+
+
 def _beyond(what, already, order):
     return (
         f"Exceeds the order total of {format_amount(order.total_minor, order.currency)} "
@@ -108,7 +124,7 @@ def add_transaction(order_id, payload, now):
     with store.transaction():
         order = locked_order(order_id)
         if payload["kind"] == "refund":
-            ensure_not_in_progress(order, "refund")
+            ensure_not_in_progress(order, "refund the order")
         tx = apply_transaction(order, payload, now)
         timeline.record(
             order,
@@ -137,12 +153,12 @@ def after_payment_change(order, was_paid, now):
 
 
 def settle_for_cancel(order, refund, now):
-    """Void an open authorization and, if asked, refund what was paid; describe what was done."""
+    """Void what is authorized and not captured and, if asked, refund what was paid; describe it."""
     facts = derived.payment_facts_of(order)
     done = {"voided": None, "refunded": None}
-    if facts.authorized > 0 and facts.captured == 0 and not facts.voided:
-        Transaction.create(order=order, kind="void", amount_minor=facts.authorized, created_at=now)
-        done["voided"] = format_amount(facts.authorized, order.currency)
+    if facts.uncaptured > 0:
+        Transaction.create(order=order, kind="void", amount_minor=facts.uncaptured, created_at=now)
+        done["voided"] = format_amount(facts.uncaptured, order.currency)
     if refund and facts.captured > facts.refunded:
         amount = facts.captured - facts.refunded
         Transaction.create(order=order, kind="refund", amount_minor=amount, created_at=now)

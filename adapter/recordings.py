@@ -256,16 +256,26 @@ def replay(lines, services, send, new_ids=False, clock=utcnow):
 
 
 class Tally:
-    """Count outcomes by status and label."""
+    """Count outcomes by status and label; tell what was answered, failed or malformed."""
 
     def __init__(self):
         self.counts = Counter()
         self.failed = False
+        self.answered = 0
+        self.malformed = 0
 
     def add(self, outcome):
         """Count one outcome."""
         self.counts[outcome.status, outcome.label] += 1
         self.failed = self.failed or outcome.failed
+        self.answered += outcome.status is not None
+        self.malformed += outcome.label == MALFORMED
+
+    @property
+    def complete(self):
+        """Tell whether the replay did its whole job: something was answered, every line was
+        sent, and none was answered 5xx or skipped as malformed."""
+        return self.answered > 0 and not self.failed and not self.malformed
 
     def rows(self):
         """Return (status, label, count) rows, answered ones first by status."""

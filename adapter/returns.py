@@ -13,6 +13,13 @@ RETURN_TRANSITIONS = {
     "complete_inspection": ({"in_progress"}, "inspection_complete", "return.inspection_completed"),
     "close": ({"in_progress", "inspection_complete"}, "returned", "return.closed"),
 }
+# action: how a refusal names it ("Cannot … a return that is declined.")
+REFUSED = {
+    "approve": "approve",
+    "decline": "decline",
+    "complete_inspection": "complete the inspection of",
+    "close": "close",
+}
 
 
 def _returned(order):
@@ -42,7 +49,7 @@ def create_return(order_id, payload, now):
             elif asked[item_id] > fulfilled.get(item_id, 0) - returned.get(item_id, 0):
                 available = fulfilled.get(item_id, 0) - returned.get(item_id, 0)
                 errors[f"line_items.{index}.quantity"] = [
-                    f"Only {available} fulfilled and not yet returned."
+                    f"Only {available} of this line are fulfilled and not yet returned."
                 ]
         if errors:
             raise ValidationFailed(errors)
@@ -83,7 +90,7 @@ def advance_return(return_id, action, now):
         return_ = Return.get_by_id(return_id)
         if return_.status not in allowed:
             raise InvalidTransition(
-                f"Cannot {action.replace('_', ' ')} a return that is {return_.status}.",
+                f"Cannot {REFUSED[action]} a return that is {return_.status}.",
                 current_status=return_.status,
             )
         return_.status = result

@@ -12,8 +12,17 @@ log = logging.getLogger(__name__)
 
 # Raise it whenever the models gain a table or an index: a database recording an older
 # version gets what is missing on the next start, and one at the current version is left alone.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
+
+
+def _amount_authorized_net_of_voids():
+    # Version 2 stores what was authorized and not voided; a void used to void everything.
+    models.Order.update(authorized_minor=0).where(models.Order.voided == True).execute()  # noqa: E712
+
+
+# What an older database needs, besides missing tables and indexes, to reach each version.
+UPGRADES = {2: _amount_authorized_net_of_voids}
 
 
 class SchemaError(Exception):
@@ -40,6 +49,8 @@ def create_tables():
                     f"database schema version {version} is newer than this code's {SCHEMA_VERSION}"
                 )
             database.create_tables(models.ALL_MODELS, safe=True)
+            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                UPGRADES.get(step + 1, lambda: None)()
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=SCHEMA_VERSION)
 

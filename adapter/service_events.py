@@ -108,6 +108,8 @@ def report_shipment(service, data, now):
                 )
             return fo, known
         late = not transitions.is_allowed(fo, "ship", now)
+        # A late shipment is explained by the state it arrived in, before it closes the FO.
+        before = f"{effective_fo_status(fo.status, fo.fulfill_at, now)} / {fo.request_status}"
         chosen = shipments.select_lines(fo, data.get("line_items"), over_is_conflict=True)
         if fo.request_status == "submitted" and not late:
             _accept(order, fo, {}, now, implicit=True)
@@ -149,9 +151,7 @@ def report_shipment(service, data, now):
                 "customer_notification": notification,
                 "needs_attention": (
                     f"The service reported this shipment while the fulfillment order was "
-                    f"{effective_fo_status(fo.status, fo.fulfill_at, now)} / "
-                    f"{fo.request_status}; it was recorded so nothing is lost. Check it, then "
-                    "acknowledge."
+                    f"{before}; it was recorded so nothing is lost. Check it, then acknowledge."
                 )
                 if late
                 else None,

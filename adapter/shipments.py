@@ -45,12 +45,12 @@ def select_lines(fo, requested, *, over_is_conflict):
         elif item["quantity"] > line.remaining_quantity:
             if over_is_conflict:
                 raise OverFulfillment(
-                    f"Line {line.id} has {line.remaining_quantity} left to fulfill; "
-                    f"{item['quantity']} were reported.",
+                    f"Line {line.id} has only {line.remaining_quantity} left to fulfill, "
+                    f"not {item['quantity']}.",
                     fulfillment_order_id=fo.id,
                 )
             errors[f"line_items.{index}.quantity"] = [
-                f"Only {line.remaining_quantity} remain on this line."
+                f"Only {line.remaining_quantity} left to fulfill on this line."
             ]
         else:
             chosen.append((line, item["quantity"]))

@@ -9,6 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 UNPAID = ("authorized", "pending", "overdue", "expired", "partially_paid")
+FO_STATUSES = ("open", "scheduled", "on_hold", "in_progress", "incomplete", "closed", "cancelled")
+REQUEST_STATUSES = (
+    "unsubmitted",
+    "submitted",
+    "accepted",
+    "rejected",
+    "cancellation_requested",
+    "cancellation_accepted",
+    "cancellation_rejected",
+    "closed",
+)
 RETURN_PRIORITY = ("return_requested", "inspection_complete", "return_in_progress", "returned")
 RETURN_STATUS_BY_RETURN = {
     "requested": "return_requested",
@@ -20,15 +31,26 @@ RETURN_STATUS_BY_RETURN = {
 
 @dataclass(frozen=True)
 class PaymentFacts:
-    """What the transactions of an order add up to, in minor units."""
+    """What the transactions of an order add up to, in minor units.
+
+    `authorized` is what was authorized and not voided; `captures` the part of it captured
+    (sales are paid without an authorization, so `captured` may exceed it); `voided` tells
+    whether any void was recorded.
+    """
 
     total: int
     authorized: int = 0
     captured: int = 0
     refunded: int = 0
     voided: bool = False
+    captures: int = 0
     auth_expires_at: datetime | None = None
     payment_due_at: datetime | None = None
+
+    @property
+    def uncaptured(self):
+        """What is authorized, not voided and not yet captured."""
+        return max(self.authorized - self.captures, 0)
 
 
 def order_status_of(archived, cancelled):
@@ -40,8 +62,11 @@ def order_status_of(archived, cancelled):
 
 
 def payment_state_of(facts):
-    """Return the payment status before the clock is consulted (SPEC 2.2 precedence)."""
-    if facts.voided and facts.captured == 0:
+    """Return the payment status before the clock is consulted (SPEC 2.2 precedence).
+
+    `voided` needs the whole authorization voided: a partial void leaves the rest authorized.
+    """
+    if facts.voided and facts.captured == 0 and facts.authorized == 0:
         return "voided"
     if facts.captured > 0 and facts.refunded >= facts.captured:
         return "refunded"

@@ -7,7 +7,7 @@ in `supported_actions`, so the two cannot disagree.
 from dataclasses import dataclass, field
 
 from .errors import InvalidTransition
-from .statuses import effective_fo_status
+from .statuses import FO_STATUSES, REQUEST_STATUSES, effective_fo_status
 
 ANY = None
 NEW, LEGACY, MANAGED = "new", "legacy", "merchant_managed"
@@ -22,11 +22,13 @@ LEGACY_REFUSAL = (
 class Transition:
     """One row: who may do it, from which (status, request_status) pairs, and what results.
 
+    `doing` phrases the action in a refusal, `{}` standing for the FO ("mark {} as fulfilled").
     `allowed_from` maps a status to the request statuses allowed with it (ANY = all).
     A `None` in `result` keeps that part as it was; `hints` explain a refusal per status.
     """
 
     actor: str
+    doing: str
     allowed_from: dict
     result: tuple = (None, None)
     workflows: frozenset = SERVICE_WORKFLOWS
@@ -41,11 +43,14 @@ class Transition:
 
 
 HOLDABLE = {"unsubmitted", "rejected", "cancellation_accepted"}
+# The service has seen the FO once a request was sent, whatever happened since.
+SEEN_BY_SERVICE = set(REQUEST_STATUSES) - {"unsubmitted"}
 
 TRANSITIONS = {
     # merchant actions, in the order `supported_actions` lists them
     "request_fulfillment": Transition(
         "merchant",
+        "request fulfillment of {}",
         {
             "open": HOLDABLE | {"closed"},
             "incomplete": ANY,
@@ -55,24 +60,28 @@ TRANSITIONS = {
     ),
     "cancel_fulfillment_request": Transition(
         "merchant",
+        "withdraw the fulfillment request of {}",
         {"in_progress": {"submitted"}},
         result=("open", "unsubmitted"),
         workflows=frozenset({NEW}),
     ),
     "request_cancellation": Transition(
         "merchant",
+        "request a cancellation for {}",
         {"in_progress": {"accepted", "cancellation_rejected"}},
         result=("in_progress", "cancellation_requested"),
         workflows=frozenset({NEW}),
     ),
     "revert_to_unfulfilled": Transition(
         "merchant",
+        "revert {} to unfulfilled",
         {"in_progress": {"cancellation_requested"}},
         result=("open", "unsubmitted"),
         workflows=frozenset({NEW}),
     ),
     "mark_as_fulfilled": Transition(
         "merchant",
+        "mark {} as fulfilled",
         {"open": ANY, "incomplete": ANY},
         workflows=SERVICE_WORKFLOWS | {MANAGED},
         needs_remaining=True,
@@ -84,6 +93,7 @@ TRANSITIONS = {
     ),
     "hold": Transition(
         "merchant",
+        "hold {}",
         {"open": HOLDABLE},
         result=("on_hold", None),
         workflows=SERVICE_WORKFLOWS | {MANAGED},
@@ -91,43 +101,51 @@ TRANSITIONS = {
     ),
     "release_hold": Transition(
         "merchant",
+        "release the hold on {}",
         {"on_hold": ANY},
         result=("open", None),
         workflows=SERVICE_WORKFLOWS | {MANAGED},
     ),
     "open": Transition(
         "merchant",
+        "open {}",
         {"scheduled": ANY},
         result=("open", None),
         workflows=SERVICE_WORKFLOWS | {MANAGED},
     ),
     "send_message": Transition(
         "merchant",
-        {"in_progress": ANY, "incomplete": ANY, "closed": ANY},
+        "send a message about {}",
+        {status: SEEN_BY_SERVICE for status in FO_STATUSES},
     ),
     # service actions, applied from webhooks
     "accept": Transition(
         "service",
+        "accept the request of {}",
         {"in_progress": {"submitted"}},
         result=("in_progress", "accepted"),
     ),
     "reject": Transition(
         "service",
+        "reject the request of {}",
         {"in_progress": {"submitted"}},
         result=("open", "rejected"),
     ),
     "accept_cancellation": Transition(
         "service",
+        "accept a cancellation for {}",
         {"in_progress": {"cancellation_requested"}},
         result=("open", "cancellation_accepted"),
     ),
     "reject_cancellation": Transition(
         "service",
+        "reject a cancellation for {}",
         {"in_progress": {"cancellation_requested"}},
         result=("in_progress", "cancellation_rejected"),
     ),
     "ship": Transition(
         "service",
+        "report a shipment of {}",
         {
             "in_progress": {
                 "submitted",
@@ -139,23 +157,27 @@ TRANSITIONS = {
     ),
     "close": Transition(
         "service",
+        "close {}",
         {"in_progress": {"accepted", "cancellation_rejected"}},
         result=("incomplete", "closed"),
     ),
     # system actions
     "cancel_with_order": Transition(
         "system",
+        "cancel {}",
         {"open": ANY, "scheduled": ANY, "on_hold": ANY, "incomplete": ANY},
         result=("cancelled", None),
         workflows=SERVICE_WORKFLOWS | {MANAGED},
     ),
     "fail_request": Transition(
         "system",
+        "undo the failed request of {}",
         {"in_progress": {"submitted"}},
         result=("open", "unsubmitted"),
     ),
     "fail_cancellation_request": Transition(
         "system",
+        "undo the failed cancellation request of {}",
         {"in_progress": {"cancellation_requested"}},
         result=("in_progress", "accepted"),
     ),
@@ -196,8 +218,9 @@ def check(fo, action, now, remaining=None):
         detail = "Nothing remains to be fulfilled on this fulfillment order."
     else:
         detail = row.hints.get(status) or (
-            f"Cannot {action.replace('_', ' ')} a fulfillment order that is "
-            f"{status} / {fo.request_status}."
+            "Cannot "
+            + row.doing.format(f"a fulfillment order that is {status} / {fo.request_status}")
+            + "."
         )
     raise InvalidTransition(detail, **state_of(fo, status))
 

@@ -51,37 +51,56 @@ def work(once):
         dispatcher.stop(STOP_TIMEOUT_SECONDS)
 
 
-def _row(message, *fields):
-    return "  ".join(str(field) for field in (message.id, message.message_id, message.target,
-                                              message.type, *fields))
+ANSWER_WIDTH = 60
+MESSAGE_COLUMNS = ("id", "message_id", "target", "type", "attempts")
+
+
+def _table(header, rows):
+    """Return the lines of a table whose columns line up, header first; no trailing blanks."""
+    cells = [[str(cell) for cell in row] for row in (header, *rows)]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in cells]
+
+
+def _last_answer(message):
+    """The message's last answer or error on one line, cut to ANSWER_WIDTH with an ellipsis."""
+    answer = " ".join((message.last_answer or "").split()) or "-"
+    return answer if len(answer) <= ANSWER_WIDTH else answer[: ANSWER_WIDTH - 1] + "…"
+
+
+def _message_row(message, *fields):
+    return (message.id, message.message_id, message.target, message.type, message.attempts,
+            *fields, message.last_status_code or "-", _last_answer(message))
 
 
 @outbox_cli.command("status")
 def status():
-    """Count messages per target and status, then list pending and failed ones."""
+    """Count messages per target and status, then list pending and failed ones with their last answer."""
     counts = (
         OutboxMessage.select(OutboxMessage.target, OutboxMessage.status, fn.COUNT(OutboxMessage.id))
         .group_by(OutboxMessage.target, OutboxMessage.status)
         .order_by(OutboxMessage.target, OutboxMessage.status)
         .tuples()
     )
-    click.echo("target  status  count")
-    for target, state, count in counts:
-        click.echo(f"{target}  {state}  {count}")
+    for line in _table(("target", "status", "count"), counts):
+        click.echo(line)
     waiting = (
         OutboxMessage.select()
         .where(OutboxMessage.status.in_(("pending", "sending")))
         .order_by(OutboxMessage.id)
     )
-    click.echo("\nPending (id, message_id, target, type, attempts, next attempt, last status):")
-    for message in waiting:
-        click.echo(_row(message, message.attempts, rfc3339(message.next_attempt_at),
-                        message.last_status_code or "-"))
+    click.echo("\nPending:")
+    header = (*MESSAGE_COLUMNS, "next attempt", "last status", "last answer or error")
+    rows = [_message_row(message, rfc3339(message.next_attempt_at)) for message in waiting]
+    for line in _table(header, rows):
+        click.echo(line)
     failed = OutboxMessage.select().where(OutboxMessage.status == "failed").order_by(OutboxMessage.id)
-    click.echo("\nFailed (id, message_id, target, type, attempts, last status, last answer):")
-    for message in failed:
-        answer = " ".join((message.last_answer or "").split())
-        click.echo(_row(message, message.attempts, message.last_status_code or "-", answer or "-"))
+    click.echo("\nFailed:")
+    header = (*MESSAGE_COLUMNS, "failed at", "last status", "last answer or error")
+    rows = [_message_row(message, rfc3339(message.finished_at)) for message in failed]
+    for line in _table(header, rows):
+        click.echo(line)
 
 
 @outbox_cli.command("retry")

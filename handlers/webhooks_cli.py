@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from adapter import dispatcher, recordings
+from adapter.models import WebhookDelivery
 
 webhooks_cli = AppGroup("webhooks", help="Export recorded webhook deliveries and replay them.")
 
@@ -48,10 +49,27 @@ def _base_url(ctx, param, value):
                    " it gives an offset).")
 def export(service, since):
     """Write stored deliveries to stdout as JSON Lines, in the order received."""
+    if service is not None:
+        _check_service(service)
     with click.open_file("-", "wb") as out:
         for line in recordings.export_lines(service, since):
             out.write(line.encode("utf-8"))
         out.flush()
+
+
+def _check_service(service):
+    """Refuse a service key that is neither configured nor found among stored deliveries."""
+    settings = current_app.extensions["adapter_settings"]
+    if service in settings.services:
+        return
+    if WebhookDelivery.select().where(WebhookDelivery.service == service).exists():
+        return
+    known = ", ".join(sorted(settings.services)) or "none"
+    raise click.BadParameter(
+        f"unknown service {service!r}: it is not configured (configured: {known}) and no "
+        "delivery from it is stored.",
+        param_hint="'--service'",
+    )
 
 
 def _in_process_sender(client):
@@ -83,7 +101,9 @@ def _echo_summary(tally):
 def replay(ctx, file, url, new_ids, timeout):
     """Send the deliveries of FILE again, in order, signed with each service's current secret.
 
-    Exits with status 1 when a delivery was answered 5xx or could not be sent.
+    Exits with status 1 unless every line was sent and none was answered 5xx: a malformed line
+    is reported and skipped (the others are still sent), and a FILE with no delivery that could
+    be sent replays nothing.
     """
     settings = current_app.extensions["adapter_settings"]
     secrets = {key: service.secret for key, service in settings.services.items()}
@@ -109,5 +129,7 @@ def replay(ctx, file, url, new_ids, timeout):
             # let it finish what it is sending rather than die with the command.
             dispatcher.stop_in_process(STOP_TIMEOUT_SECONDS)
     _echo_summary(tally)
-    if tally.failed:
+    if tally.answered == 0 and not tally.failed:
+        click.echo("Nothing was replayed: no line of the file holds a delivery to send.", err=True)
+    if not tally.complete:
         ctx.exit(1)

@@ -1314,7 +1314,7 @@ SUPPORTED = {
     "scheduled": {"open"},
     "in_progress": {"cancel_fulfillment_request", "send_message"},
     "legacy in_progress": {"send_message"},
-    "closed": {"send_message"},
+    "closed": set(),  # marked fulfilled by the merchant: the service never saw it
     "managed closed": set(),
     "cancelled": set(),
 }

@@ -32,7 +32,7 @@ from adapter.service_client import (
     ServiceClient,
     retry_after_seconds,
 )
-from adapter.times import utcnow
+from adapter.times import rfc3339, utcnow
 from config import load_settings
 from handlers.outbox_cli import outbox_cli
 
@@ -659,12 +659,16 @@ def test_cli_status_lists_counts_and_failed_messages(cli, http):
     _, waiting = submitted("beta")
     result = cli("status")
     assert result.exit_code == 0
-    assert "acme  failed  1" in result.output
-    assert "beta  delivered  1" in result.output
-    assert "beta  pending  1" in result.output
-    assert f"{waiting.id}  {waiting.message_id}  beta  fulfillment_request.submitted  0" in result.output
-    assert (f"{failed.id}  {failed.message_id}  acme  fulfillment_request.submitted  1  422  Unknown SKU"
-            in result.output)
+    rows = [line.split() for line in result.output.splitlines()]
+    assert ["acme", "failed", "1"] in rows
+    assert ["beta", "delivered", "1"] in rows
+    assert ["beta", "pending", "1"] in rows
+    waiting_row = next(row for row in rows if row[:1] == [str(waiting.id)])
+    assert waiting_row[1:] == [waiting.message_id, "beta", "fulfillment_request.submitted", "0",
+                               rfc3339(reload(waiting).next_attempt_at), "-", "-"]
+    failed_row = next(row for row in rows if row[:1] == [str(failed.id)])
+    assert failed_row[1:5] == [failed.message_id, "acme", "fulfillment_request.submitted", "1"]
+    assert failed_row[-3:] == ["422", "Unknown", "SKU"]
 
 
 SIGNAL_APP = """

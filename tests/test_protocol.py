@@ -15,6 +15,8 @@ THAI = "กรุณาส่งด่วน"
 EMOJI = "📦🚚👩‍👩‍👧👍🏽"
 NOTE = f"{THAI} {EMOJI}"
 OPEN_ACTIONS = {"request_fulfillment", "mark_as_fulfilled", "hold"}
+# An open FO whose service has seen a request (rejected, cancellation accepted) can get a note.
+SEEN_OPEN_ACTIONS = OPEN_ACTIONS | {"send_message"}
 INCOMPLETE_ACTIONS = {"request_fulfillment", "mark_as_fulfilled", "send_message"}
 SUBMITTED_FO_FIELDS = ("id", "order_id", "order_name", "destination", "line_items")
 

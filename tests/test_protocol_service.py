@@ -8,7 +8,7 @@ from test_protocol import (
     EMOJI,
     INCOMPLETE_ACTIONS,
     NOTE,
-    OPEN_ACTIONS,
+    SEEN_OPEN_ACTIONS,
     THAI,
     Sides,
     accepted_order,
@@ -85,7 +85,7 @@ def test_reject_reopens_the_fo_with_reason_and_message_on_the_timeline(sides, sv
 
     assert state(body["fulfillment_order"]) == ("open", "rejected")
     fo = sides.fo(fo_id)
-    assert set(fo["supported_actions"]) == OPEN_ACTIONS
+    assert set(fo["supported_actions"]) == SEEN_OPEN_ACTIONS
     assert requests_of(fo) == [("fulfillment_request", "rejected", EMOJI, THAI)]
     assert sides.read_order(order["id"])["fulfillment_status"] == "unfulfilled"
     event = one_new_event(sides, order["id"], events)
@@ -171,7 +171,7 @@ def test_accepted_cancellation_reopens_the_fo_and_its_remaining_items_are_unfulf
     assert state(body["fulfillment_order"]) == ("open", "cancellation_accepted")
     fo = sides.fo(fo_id)
     assert quantities(fo) == {"TEE-1": 1, "MUG-1": 1}
-    assert set(fo["supported_actions"]) == OPEN_ACTIONS
+    assert set(fo["supported_actions"]) == SEEN_OPEN_ACTIONS
     assert requests_of(fo) == [("fulfillment_request", "cancelled", None, None),
                                ("cancellation_request", "accepted", THAI, EMOJI)]
     assert sides.read_order(order["id"])["fulfillment_status"] == "partially_fulfilled"

@@ -82,7 +82,7 @@ def payment_markers(facts, now=NOW, expiring_days=2):
 
 PAYMENT_CASES = [
     # one row of the precedence table each
-    pytest.param(PaymentFacts(total=TOTAL, authorized=TOTAL, voided=True), "voided", id="voided"),
+    pytest.param(PaymentFacts(total=TOTAL, authorized=0, voided=True), "voided", id="voided"),
     pytest.param(
         PaymentFacts(total=TOTAL, authorized=TOTAL, captured=TOTAL, refunded=TOTAL),
         "refunded",
@@ -119,12 +119,12 @@ PAYMENT_CASES = [
         id="voided-but-partly-captured-is-partially_paid",
     ),
     pytest.param(
-        PaymentFacts(total=TOTAL, authorized=TOTAL, voided=True, payment_due_at=NOW - DAY),
+        PaymentFacts(total=TOTAL, authorized=0, voided=True, payment_due_at=NOW - DAY),
         "voided",
         id="voided-beats-overdue",
     ),
     pytest.param(
-        PaymentFacts(total=TOTAL, authorized=TOTAL, voided=True, auth_expires_at=NOW - DAY),
+        PaymentFacts(total=TOTAL, authorized=0, voided=True, auth_expires_at=NOW - DAY),
         "voided",
         id="voided-beats-expired",
     ),
@@ -286,7 +286,7 @@ def test_payment_status_follows_the_precedence_table(facts, expected):
             id="not-when-paid",
         ),
         pytest.param(
-            PaymentFacts(total=TOTAL, authorized=TOTAL, voided=True, auth_expires_at=NOW + DAY),
+            PaymentFacts(total=TOTAL, authorized=0, voided=True, auth_expires_at=NOW + DAY),
             2,
             [],
             id="not-when-voided",

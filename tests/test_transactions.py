@@ -152,7 +152,7 @@ INVALID_TRANSACTIONS = [
     ("over-refund across refunds", [sale(), refund("40.00")], refund("5.51"), AMOUNT),
     ("refund with nothing captured", [], refund("1.00"), AMOUNT),
     ("refund of an uncaptured authorization", [auth()], refund("1.00"), AMOUNT),
-    ("void of a captured payment", [auth(), capture("10.00")], VOID, STATE),
+    ("void of a captured payment", [auth(), capture("45.50")], VOID, STATE),
     ("void of a sale", [sale()], VOID, STATE),
     ("void without authorization", [], VOID, STATE),
     ("void twice", [auth(), VOID], VOID, STATE),

@@ -181,6 +181,8 @@ class ModelFO:
     needs_attention: bool = False
     lines: dict = field(default_factory=dict)  # line_item_id -> [quantity, remaining]
     requests: set = field(default_factory=set)  # merchant request ids ever seen
+    # SPEC 2.3: once requested (or split off by a request or a revert) the merchant decides
+    decided: bool = False
 
     @property
     def workflow(self):
@@ -201,7 +203,7 @@ class ModelFO:
 
 
 def allowed_actions(fo, now):
-    """The merchant actions SPEC 2.3 allows on `fo` now (send_message aside: the SPEC is silent)."""
+    """The merchant actions SPEC 2.3 allows on `fo` now."""
     status, request_status, remaining = fo.status_at(now), fo.request_status, fo.remaining
     actions = set()
     if fo.workflow != "merchant_managed" and remaining > 0 and (
@@ -223,6 +225,8 @@ def allowed_actions(fo, now):
         actions.add("release_hold")
     if status == "scheduled":
         actions.add("open")
+    if fo.workflow != "merchant_managed" and request_status != "unsubmitted":
+        actions.add("send_message")  # the service has seen it
     return actions
 
 
@@ -231,7 +235,7 @@ class Money:
     """An order's payment facts, summed from its transactions as the API lists them."""
 
     total: Decimal
-    authorized: Decimal
+    authorized: Decimal  # SPEC 2.2: authorized and not voided
     captures: Decimal
     captured: Decimal
     refunded: Decimal
@@ -252,7 +256,7 @@ class Money:
                 (Decimal(line["price"]) * line["quantity"] for line in order["line_items"]),
                 Decimal(0),
             ),
-            authorized=summed("authorization"),
+            authorized=summed("authorization") - summed("void"),
             captures=summed("capture"),
             captured=summed("capture", "sale"),
             refunded=summed("refund"),
@@ -262,9 +266,16 @@ class Money:
             due=parse_time(order["payment_due_at"]),
         )
 
+    @property
+    def uncaptured(self):
+        return self.authorized - self.captures
+
     def status(self, now):
-        """SPEC 2.2, first match wins; `now=None` leaves out the clock-dependent rows."""
-        if self.voided and self.captured == 0:
+        """SPEC 2.2, first match wins; `now=None` leaves out the clock-dependent rows.
+
+        README: `voided` once the whole authorization is voided; a partial void leaves the rest.
+        """
+        if self.voided and self.captured == 0 and self.authorized == 0:
             return "voided"
         if self.captured > 0 and self.refunded >= self.captured:
             return "refunded"
@@ -471,9 +482,7 @@ class AdapterModel(RuleBasedStateMachine):
                 assert fo["hold"] == model.hold, context
             supported = set(fo["supported_actions"])
             assert supported <= set(MERCHANT_ACTIONS), context
-            assert supported - {"send_message"} == allowed_actions(model, now), context
-            if model.service is None:
-                assert "send_message" not in supported, context
+            assert supported == allowed_actions(model, now), context
             requests = {request["id"] for request in fo["merchant_requests"]}
             assert model.requests <= requests, ("merchant requests are never deleted", context)
             model.requests = requests
@@ -613,12 +622,21 @@ class AdapterModel(RuleBasedStateMachine):
                 moved[line_item] = [quantity, quantity]
         return moved
 
-    def auto_fulfill(self):
-        """SPEC 2.3: auto-fulfill services get their requests once the order is paid."""
+    def paid(self):
+        return not self.cancelled and Money.of(self.view).status(None) == "paid"
+
+    def auto_fulfill(self, fos=None):
+        """SPEC 2.3: an auto-fulfill FO that is open / unsubmitted on a paid order is requested,
+        unless the merchant has had it (requested, or split off, before); return how many."""
         requested = 0
-        for fo in self.fos.values():
-            if fo.service in AUTO_FULFILL and "request_fulfillment" in allowed_actions(fo, self.now):
-                fo.status, fo.request_status = "in_progress", "submitted"
+        for fo in self.fos.values() if fos is None else fos:
+            if (
+                fo.service in AUTO_FULFILL
+                and (fo.status_at(self.now), fo.request_status) == ("open", "unsubmitted")
+                and fo.remaining > 0
+                and not fo.decided
+            ):
+                fo.status, fo.request_status, fo.decided = "in_progress", "submitted", True
                 requested += 1
         return requested
 
@@ -760,10 +778,10 @@ class AdapterModel(RuleBasedStateMachine):
         if moved:  # SPEC 2.3 partial request: the rest moves to a new open / unsubmitted FO
             new_id = result["unsubmitted_fulfillment_order"]["id"]
             assert new_id not in self.fos
-            self.fos[new_id] = ModelFO(new_id, fo.service, "open", lines=moved)
+            self.fos[new_id] = ModelFO(new_id, fo.service, "open", lines=moved, decided=True)
         else:
             assert result["unsubmitted_fulfillment_order"] is None, result
-        fo.status, fo.request_status = "in_progress", "submitted"
+        fo.status, fo.request_status, fo.decided = "in_progress", "submitted", True
         self.check(1, notes=[note])
         self.check_latest_request(fo.id, "fulfillment_request", note)
 
@@ -811,7 +829,8 @@ class AdapterModel(RuleBasedStateMachine):
             new_id = result["fulfillment_order"]["id"]
             assert new_id not in self.fos, result
             assert result["unchanged_fulfillment_order"]["id"] == fo.id
-            self.fos[new_id] = ModelFO(new_id, fo.service, "open", lines=self.move(fo, taken))
+            self.fos[new_id] = ModelFO(new_id, fo.service, "open", lines=self.move(fo, taken),
+                                       decided=True)
         else:
             assert result["fulfillment_order"]["id"] == fo.id
             fo.status, fo.request_status = "open", "unsubmitted"
@@ -859,7 +878,7 @@ class AdapterModel(RuleBasedStateMachine):
             return self.refused(response, fo)
         assert response.status_code == 200, self.explain(response)
         fo.status, fo.hold = "open", None
-        self.check(1)
+        self.check(1 + (self.auto_fulfill([fo]) if self.paid() else 0))
 
     def do_open(self, data, fo, path, listed):
         response = self.post(path)
@@ -867,7 +886,7 @@ class AdapterModel(RuleBasedStateMachine):
             return self.refused(response, fo)
         assert response.status_code == 200, self.explain(response)
         fo.status = "open"
-        self.check(1)
+        self.check(1 + (self.auto_fulfill([fo]) if self.paid() else 0))
 
     def do_send_message(self, data, fo, path, listed):
         message = data.draw(MESSAGES)
@@ -937,14 +956,15 @@ class AdapterModel(RuleBasedStateMachine):
         money = Money.of(self.view)
         room = {
             "authorization": money.total - money.authorized,
-            "capture": money.authorized - money.captures,
+            "capture": money.uncaptured,
             "sale": money.total - money.captured,
             "refund": money.captured - money.refunded,
-        }.get(kind)
+            "void": money.uncaptured,
+        }[kind]
         body = {"kind": kind}
         amount = None
-        if kind != "void":
-            size = data.draw(st.sampled_from(["all", "part", "over"]))
+        size = data.draw(st.sampled_from(["all", "part", "over"] + (["none"] if kind == "void" else [])))
+        if size != "none":
             if room <= 0 or size == "over":
                 amount = max(room, Decimal(0)) + CENT
             elif size == "all":
@@ -957,16 +977,14 @@ class AdapterModel(RuleBasedStateMachine):
             if days is not None:
                 body["expires_at"] = iso(self.now + timedelta(days=days, minutes=7))
         # What the contract says of this transaction: "ok", "invalid" (422), "either" (silent).
-        if kind == "void":
-            verdict = "invalid" if money.captured > 0 else (
-                "ok" if money.authorized > 0 and not money.voided else "either"
-            )
+        if kind == "void" and amount is None:
+            # SPEC 2.2: all that is authorized and not captured; nothing such is a 422
+            verdict = "ok" if room > 0 else "invalid"
         elif amount > room:
-            verdict = "invalid"  # over-authorization, over-capture, over-sale, over-refund
-        elif (kind == "capture" and money.auth_ends is not None and money.auth_ends <= self.now) or (
-            kind in ("authorization", "capture") and money.voided
-        ):
-            verdict = "either"  # paying on an expired or voided authorization: the SPEC is silent
+            # over-authorization, over-capture, over-sale, over-refund, voiding what is captured
+            verdict = "invalid"
+        elif kind == "capture" and money.auth_ends is not None and money.auth_ends <= self.now:
+            verdict = "either"  # capturing an expired authorization: the SPEC is silent
         else:
             verdict = "ok"
         response = self.post(f"/orders/{self.order_id}/transactions", body)
@@ -1009,8 +1027,8 @@ class AdapterModel(RuleBasedStateMachine):
             return self.check(0)
         assert response.status_code == 200, self.explain(response)
         after = Money.of(response.body)
-        if before.authorized > 0 and before.captured == 0 and not before.voided:
-            assert after.voided, "SPEC 3: cancel voids an open authorization"
+        assert after.uncaptured == 0, "SPEC 2.2: cancel voids whatever is authorized, not captured"
+        assert after.authorized == before.captures, "SPEC 2.2: and nothing else"
         if refund:
             assert after.refunded == after.captured, "SPEC 3: refund if asked"
         else:
@@ -1055,6 +1073,9 @@ class AdapterModel(RuleBasedStateMachine):
             refusals.add(409)
         if below:
             refusals.add(422)
+        kept = {line["id"]: edits.get(line["id"], line["quantity"]) for line in items}
+        if edits and not any(quantity >= 1 for quantity in kept.values()):
+            refusals.add(422)  # SPEC 2.3: an order keeps a line with quantity 1 or more
         if refusals:
             assert response.status_code in refusals, (body, self.explain(response))
             if response.status_code == 409 and not self.cancelled:
@@ -1104,15 +1125,13 @@ class AdapterModel(RuleBasedStateMachine):
             elif want > 0:
                 assert len(got) == 1 and got[0][1] == want, context
                 target = got[0][0]
-                strict = [fo.id for fo in self.fos.values() if fo.service == service
-                          and fo.status == "open" and fo.request_status == "unsubmitted"]
                 loose = [fo.id for fo in self.fos.values() if fo.service == service
                          and fo.status_at(now) == "open" and fo.request_status == "unsubmitted"]
                 if target in new_ids:
-                    assert not strict, ("README: increases join the open, unsubmitted FO", context)
+                    assert not loose, ("SPEC 3: increases join an open, unsubmitted FO", context)
                     assert shown[target]["service"] == service, context
                 else:
-                    assert target in loose, ("README: increases join an open, unsubmitted FO",
+                    assert target in loose, ("SPEC 3: increases join an open, unsubmitted FO",
                                              context)
             else:
                 assert all(delta < 0 for _, delta in got) and sum(d for _, d in got) == want, context
@@ -1193,9 +1212,15 @@ class AdapterModel(RuleBasedStateMachine):
         hours = data.draw(st.sampled_from([0, 1, 7, 25, 49, 97]))
         if hours:
             self.clock.advance(hours=hours)
-        else:
-            self.deliver(self.now)  # services answer 200: delivery changes no state
-        self.check(0)
+            return self.check(0)
+        self.deliver(self.now)  # services answer 200: delivery changes no state
+        # SPEC 2.3: the dispatcher's loop requests what its `fulfill_at` passing leaves
+        # open / unsubmitted on a paid order.
+        due = [fo for fo in self.fos.values()
+               if fo.status == "scheduled" and fo.status_at(self.now) == "open"]
+        for fo in due:
+            fo.status = "open"
+        self.check(self.auto_fulfill(due) if self.paid() else 0)
 
     # ---- service webhooks ---------------------------------------------------------------------
 
