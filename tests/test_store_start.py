@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import POSTGRES_URL, TOKEN, Api, order_payload, service_config
 
-from adapter import store
+from adapter import models, schema, store
 from app import create_app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,3 +113,19 @@ def test_an_exhausted_postgres_pool_answers_503(database_url, monkeypatch):
         holder.join(10)
     assert Api(app.test_client()).get("/orders").status_code == 200
     store.database.obj.close_all()
+
+
+def test_a_version_1_store_gets_amount_authorized_net_of_its_voids(api, app):
+    """Version 1 kept the gross authorization on a voided order; version 2 keeps what was not voided."""
+    authorized = [{"kind": "authorization", "amount": "45.50"}]
+    created = api.post("/orders", order_payload(transactions=authorized))
+    assert api.post(f"/orders/{created.body['id']}/transactions", {"kind": "void"}).status_code == 201
+    untouched = api.post("/orders", order_payload(transactions=authorized))
+    with store.database.connection_context():
+        models.Order.update(authorized_minor=4550).where(models.Order.id == created.body["id"]).execute()
+        models.SchemaVersion.update(version=1).execute()
+    schema.create_tables()
+    assert api.get(f"/orders/{created.body['id']}").body["amount_authorized"] == "0.00"
+    assert api.get(f"/orders/{untouched.body['id']}").body["amount_authorized"] == "45.50"
+    with store.database.connection_context():
+        assert schema.stored_schema_version() == schema.SCHEMA_VERSION
