@@ -1,23 +1,18 @@
-"""Deliver the outbox: claim due messages per target, send them, record outcomes; open what came due."""
+"""Run the outbox: per target, claim due messages, send them, settle their outcomes; open what came due.
+
+The runner only: what an outcome does is `delivery.py`, claiming and settling is `claims.py`.
+"""
 
 import logging
 import os
 import threading
-import uuid
-from datetime import timedelta
 
-from peewee import SQL, fn
-
-from . import fulfillment_orders, outbox, prepared, store
-from .errors import NotFound
-from .models import OutboxMessage
-from .service_client import Answer, DeliveryError, client_for
+from . import claims, fulfillment_orders, outbox, store
+from .service_client import DeliveryError, client_for
 from .times import utcnow
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
-ANSWER_CHARS = 500
 # A lease outlives one send: requests applies the timeout to the connect and to
 # each read separately, so a send can take about twice the timeout, plus slack
 # for the database round trips around it.
@@ -34,63 +29,6 @@ def targets_of(settings):
     if settings.notifications_url:
         targets.append(outbox.NOTIFICATIONS)
     return targets
-
-
-def _behind_an_earlier_one():
-    """Select 1 while an earlier message of the same target and FO is pending or sending."""
-    earlier = OutboxMessage.alias()
-    return (
-        earlier.select(SQL("1"))
-        .where(
-            (earlier.target == OutboxMessage.target)
-            & (earlier.fulfillment_order_id == OutboxMessage.fulfillment_order_id)
-            & (earlier.id < OutboxMessage.id)
-            & earlier.status.in_(("pending", "sending"))
-        )
-        # OFFSET 0 keeps PostgreSQL from turning the check into an anti-join over every
-        # pending message (its choice whenever the table's statistics lag a burst): it
-        # stays one (target, fulfillment_order_id, id) index probe per candidate.
-        .offset(0)
-    )
-
-
-def claimable(target, now):
-    """Select the target's due pending messages not behind an earlier one of the same FO.
-
-    The outer query walks the (status, target, next_attempt_at) index in its own order
-    (ties in id order on SQLite, in insertion order on PostgreSQL), so it stops after
-    the batch without reading, let alone sorting, the rest of the queue. Which of two
-    FOs goes first does not matter; within an FO the check above keeps the order.
-    """
-    return (
-        OutboxMessage.select()
-        .where(
-            (OutboxMessage.status == "pending")
-            & (OutboxMessage.target == target)
-            & (OutboxMessage.next_attempt_at <= now)
-            & ~fn.EXISTS(_behind_an_earlier_one())
-        )
-        .order_by(OutboxMessage.next_attempt_at)
-    )
-
-
-def abandoned(target, now):
-    """Select the target's messages whose sender's lease ran out, not behind an earlier one."""
-    return (
-        OutboxMessage.select()
-        .where(
-            (OutboxMessage.status == "sending")
-            & (OutboxMessage.target == target)
-            & (OutboxMessage.lease_until < now)
-            & ~fn.EXISTS(_behind_an_earlier_one())
-        )
-        .order_by(OutboxMessage.id)
-    )
-
-
-def _locked(query):
-    """Lock the selected rows on PostgreSQL, skipping those another worker is claiming."""
-    return query.for_update(skip_locked=True) if store.is_postgres() else query
 
 
 class Dispatcher:
@@ -114,21 +52,8 @@ class Dispatcher:
         return 2 * self.clients[target].timeout_seconds + LEASE_MARGIN_SECONDS
 
     def claim(self, target, now):
-        """Mark up to batch_size due messages of `target` as sending under a fresh lease; return them."""
-        token = uuid.uuid4().hex
-        lease_until = now + timedelta(seconds=self.lease_seconds(target))
-        limit = self.settings.batch_size
-        with store.transaction():
-            messages = list(_locked(abandoned(target, now).limit(limit)))
-            if len(messages) < limit:
-                messages.extend(_locked(claimable(target, now).limit(limit - len(messages))))
-            if messages:
-                OutboxMessage.update(
-                    status="sending", lease_token=token, lease_until=lease_until
-                ).where(OutboxMessage.id.in_([message.id for message in messages])).execute()
-        for message in messages:
-            message.status, message.lease_token, message.lease_until = "sending", token, lease_until
-        return messages
+        """Claim up to batch_size due messages of `target` under a fresh lease; return them."""
+        return claims.claim(target, now, self.lease_seconds(target), self.settings.batch_size)
 
     def send_batch(self, messages, claimed_at, clock):
         """Send messages claimed at `claimed_at` in turn and record their outcomes; return how many were sent.
@@ -168,121 +93,9 @@ class Dispatcher:
             return exc
 
     def _settle(self, outcomes, unsent, now):
-        """Record (message, outcome, sent_at) triples and renew the leases of `unsent`.
-
-        Only messages still under the lease this worker holds are written; return their ids.
-        Deliveries and retries are written, and leases renewed, in one transaction. A failure
-        undoes its FO's state, which locks its order, so each is written in a transaction of
-        its own: one that cannot be undone holds back no other outcome, and no transaction
-        locks two orders.
-        """
-        changed = [(message, self._changes(message, outcome, sent_at), sent_at)
-                   for message, outcome, sent_at in outcomes]
-        settled = [entry for entry in changed if entry[1]["status"] != "failed"]
-        failed = [entry for entry in changed if entry[1]["status"] == "failed"]
-        held = set()
-        if settled or unsent:
-            with store.transaction():
-                held = self._held([message for message, _, _ in settled] + unsent)
-                for message, changes, _ in settled:
-                    if message.id in held:
-                        self._write(message, changes)
-                renewed = [message for message in unsent if message.id in held]
-                if renewed:
-                    lease_until = now + timedelta(seconds=self.lease_seconds(renewed[0].target))
-                    OutboxMessage.update(lease_until=lease_until).where(
-                        OutboxMessage.id.in_([message.id for message in renewed])
-                    ).execute()
-                    for message in renewed:
-                        message.lease_until = lease_until
-        for message, changes, sent_at in failed:
-            with store.transaction():
-                if self._held([message]):
-                    held.add(message.id)
-                    self._write(message, changes)
-                    self._undo(message, message.last_answer or f"HTTP {message.last_status_code}", sent_at)
-        for message, _, _ in changed:
-            if message.id in held:
-                self._log(message)
-            else:
-                log.warning("message %s was taken over by another worker; its outcome is not recorded",
-                            message.message_id)
-        return held
-
-    @staticmethod
-    def _held(messages):
-        """Ids of `messages` still sending under the lease this worker took (inside a transaction)."""
-        if not messages:
-            return set()
-        # On PostgreSQL the lock keeps a claimer from taking these rows over before they are
-        # written; SQLite's BEGIN IMMEDIATE already excludes every writer.
-        current = OutboxMessage.select(OutboxMessage.id, OutboxMessage.lease_token).where(
-            OutboxMessage.id.in_([message.id for message in messages])
-            & (OutboxMessage.status == "sending")
-        )
-        tokens = dict((current.for_update() if store.is_postgres() else current).tuples())
-        return {message.id for message in messages if tokens.get(message.id) == message.lease_token}
-
-    def _write(self, message, changes):
-        prepared.update(OutboxMessage, {"id": message.id}, **changes)
-        self._apply(message, changes)
-
-    def _changes(self, message, outcome, now):
-        """Return the column values an outcome gives a message sent at `now`."""
-        schedule = self.settings.retry_schedule
-        attempts = message.attempts + 1
-        if isinstance(outcome, Answer):
-            status_code, retry_after = outcome.status_code, outcome.retry_after_seconds
-            answer = outcome.text_excerpt[:ANSWER_CHARS]
-            retryable = status_code in RETRYABLE_STATUS_CODES or 500 <= status_code <= 599
-        else:
-            status_code, retry_after, answer, retryable = None, None, outcome.reason, True
-        changes = {
-            "attempts": attempts,
-            "last_status_code": status_code,
-            "last_answer": answer,
-            "lease_token": None,
-            "lease_until": None,
-        }
-        if status_code is not None and 200 <= status_code <= 299:
-            changes.update(status="delivered", finished_at=now)
-        elif retryable and attempts < len(schedule):
-            wait = max(schedule[attempts], retry_after or 0)
-            changes.update(status="pending", next_attempt_at=now + timedelta(seconds=wait))
-        else:
-            changes.update(status="failed", finished_at=now)
-        return changes
-
-    @staticmethod
-    def _apply(message, changes):
-        for field, value in changes.items():
-            setattr(message, field, value)
-
-    def _undo(self, message, answer, now):
-        """Undo what a failed message promised, in the transaction that marks it failed."""
-        if message.order_id is None:
-            return
-        try:
-            fulfillment_orders.message_failed(message, answer, now)
-        except NotFound:
-            log.warning("order %s of failed message %s no longer exists",
-                        message.order_id, message.message_id)
-
-    def _log(self, message):
-        if message.status == "delivered":
-            log.info("message %s (%s) delivered to %s", message.message_id, message.type, message.target)
-        elif message.status == "pending":
-            log.warning(
-                "message %s (%s) to %s: attempt %d failed (%s), next at %s",
-                message.message_id, message.type, message.target, message.attempts,
-                message.last_status_code or message.last_answer, message.next_attempt_at,
-            )
-        else:
-            log.error(
-                "message %s (%s) to %s failed after %d attempts (%s)",
-                message.message_id, message.type, message.target, message.attempts,
-                message.last_status_code or message.last_answer,
-            )
+        """Record outcomes and renew the leases of `unsent` (see `claims.settle`); return the ids held."""
+        lease_seconds = self.lease_seconds(unsent[0].target) if unsent else 0
+        return claims.settle(outcomes, unsent, now, lease_seconds, self.settings.retry_schedule)
 
     def run_target(self, target, clock):
         """Send the target's due messages until none is left; return how many were sent."""

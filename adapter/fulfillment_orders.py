@@ -2,7 +2,7 @@
 
 from . import derived, outbox, settings, shipments, store, timeline, transitions
 from .errors import InvalidTransition, ValidationFailed
-from .guards import locked_fulfillment_order, locked_order
+from .locks import locked_fulfillment_order, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, MerchantRequest, TimelineEvent
 from .statuses import effective_fo_status
 

@@ -71,7 +71,7 @@ class Order(BaseModel):
     refunded_minor = peewee.BigIntegerField(default=0)
     voided = peewee.BooleanField(default=False)
     auth_expires_at = peewee.DateTimeField(null=True)
-    # derived: statuses without their clock-dependent part (see queries.py)
+    # derived: statuses without their clock-dependent part (see order_list.py)
     payment_state = peewee.CharField(max_length=32)
     fulfillment_state = peewee.CharField(max_length=32)
     scheduled_until = peewee.DateTimeField(null=True)

@@ -7,7 +7,7 @@ import peewee
 from . import derived, payments, settings, shipments, store, timeline, transitions
 from .errors import InvalidTransition, ValidationFailed
 from .fulfillment_orders import fulfillment_order_row, new_fulfillment_order
-from .guards import ensure_not_in_progress, locked_order
+from .locks import ensure_not_in_progress, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Order
 from .money import checked_total, parse_amount
 from .statuses import FulfillmentFacts, PaymentFacts, fulfillment_state_of, payment_state_of

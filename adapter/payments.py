@@ -3,7 +3,7 @@
 from . import derived, store, timeline
 from .errors import InvalidTransition, ValidationFailed
 from .fulfillment_orders import auto_fulfill
-from .guards import ensure_not_in_progress, locked_order
+from .locks import ensure_not_in_progress, locked_order
 from .models import Return, Transaction
 from .money import format_amount, parse_amount
 from .times import to_naive_utc

@@ -2,7 +2,7 @@
 
 from . import derived, store, timeline
 from .errors import InvalidTransition, NotFound, ValidationFailed
-from .guards import locked_order
+from .locks import locked_order
 from .models import LineItem, Return, ReturnLine
 from .orders import derived_fulfilled
 

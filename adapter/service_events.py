@@ -3,7 +3,7 @@
 from . import derived, shipments, store, timeline, transitions
 from .errors import IdempotencyConflict, InvalidTransition
 from .fulfillment_orders import apply, current_request
-from .guards import locked_fulfillment_order, locked_row
+from .locks import locked_fulfillment_order, locked_row
 from .models import Fulfillment, FulfillmentOrder
 from .statuses import effective_fo_status
 from .times import rfc3339

@@ -75,14 +75,14 @@ def enqueue(app, target, fo_pairs, count, tag):
 
 
 def claim_diagnostics(app, target):
-    """Time the claim queries (`dispatcher.abandoned`, `dispatcher.claimable`) and explain them."""
-    from adapter import dispatcher, store
+    """Time the claim queries (`claims.abandoned`, `claims.claimable`) and explain them."""
+    from adapter import claims, store
     from adapter.times import utcnow
 
     pending = c.count_rows(store_url[0], "SELECT count(*) FROM outbox_message WHERE status = 'pending'")
     limit = app.extensions["adapter_settings"].batch_size
     with app.app_context(), store.database.connection_context():
-        for select in (dispatcher.abandoned, dispatcher.claimable):
+        for select in (claims.abandoned, claims.claimable):
             query = select(target, utcnow()).limit(limit)
             sql, params = query.sql()
             times = []

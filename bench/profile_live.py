@@ -54,7 +54,7 @@ PARTS = (
     ("webhooks.py", "_parse", "webhooks._parse (JSON + schemas)"),
     ("inbound.py", "earlier_answer", "receipts.earlier_answer (receipt lookups)"),
     ("inbound.py", "apply", "receipts.apply (the transaction)"),
-    ("guards.py", "locked_row", "guards.locked_row"),
+    ("locks.py", "locked_row", "locks.locked_row"),
     ("service_events.py", "_locked_fulfillment", "service_events._locked_fulfillment"),
     ("derived.py", "refresh", "derived.refresh"),
     ("timeline.py", "record", "timeline.record"),

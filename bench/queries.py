@@ -14,7 +14,7 @@ paid, fulfilled and archived, with a tail of leftovers (overdue, expired, return
 with the history.
 
 At each size every filter combination is timed through `app.test_client()` (the full Flask
-path, 50 orders a page) `--repeat` times, and the list query alone (`adapter.queries.
+path, 50 orders a page) `--repeat` times, and the list query alone (`adapter.order_list.
 list_orders`) as well; then two listings are paged 50 pages deep with the cursor. The SQL of
 each combination is captured from peewee as the adapter runs it and explained (EXPLAIN QUERY
 PLAN on SQLite, EXPLAIN on PostgreSQL).
@@ -402,12 +402,12 @@ class Capture(logging.Handler):
 
 
 def list_query_sql(app, query_string):
-    """Run `queries.list_orders` as the handler would and return the (sql, params) it executed."""
+    """Run `order_list.list_orders` as the handler would and return the (sql, params) it executed."""
     from urllib.parse import parse_qsl
 
     from werkzeug.datastructures import MultiDict
 
-    from adapter import queries, store
+    from adapter import order_list, store
     from adapter.times import utcnow
     from handlers import schemas
     from handlers.parsing import load
@@ -420,7 +420,7 @@ def list_query_sql(app, query_string):
     log.setLevel(logging.DEBUG)
     try:
         with app.app_context(), store.database.connection_context():
-            queries.list_orders(args, args["limit"], None, utcnow(),
+            order_list.list_orders(args, args["limit"], None, utcnow(),
                                 app.extensions["adapter_settings"].expiring_days)
     finally:
         log.removeHandler(capture)
@@ -440,14 +440,14 @@ def explain(sql, params):
 
 
 def time_query_only(app, args, repeat):
-    from adapter import queries, store
+    from adapter import order_list, store
     from adapter.times import utcnow
 
     times = []
     with app.app_context(), store.database.connection_context():
         for _ in range(repeat):
             began = time.perf_counter()
-            queries.list_orders(args, args["limit"], None, utcnow(),
+            order_list.list_orders(args, args["limit"], None, utcnow(),
                                 app.extensions["adapter_settings"].expiring_days)
             times.append((time.perf_counter() - began) * 1000)
     return times

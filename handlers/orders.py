@@ -5,9 +5,9 @@ import binascii
 
 from flask import Blueprint, current_app, url_for
 
-from adapter import orders, payments, queries, rendering, returns, store, timeline
+from adapter import order_list, orders, payments, rendering, returns, store, timeline
 from adapter.errors import ValidationFailed
-from adapter.guards import get_order
+from adapter.locks import get_order
 
 from . import schemas
 from .auth import require_merchant_token
@@ -26,7 +26,7 @@ transaction_in = schemas.TransactionInSchema()
 return_in = schemas.ReturnInSchema()
 empty = schemas.EmptySchema()
 order_out = schemas.OrderOutSchema()
-order_list = schemas.OrderListSchema()
+order_page_out = schemas.OrderListSchema()
 transaction_out = schemas.TransactionOutSchema()
 timeline_out = schemas.TimelineEventOutSchema(many=True)
 return_out = schemas.ReturnOutSchema()
@@ -73,7 +73,7 @@ def create_order():
 @bp.get("/orders")
 @documented(
     "List orders, newest first, with filters (comma = any of) and a cursor.",
-    query=order_query, response=order_list, errors=(422,), tag=TAG,
+    query=order_query, response=order_page_out, errors=(422,), tag=TAG,
 )
 def list_orders():
     args = query_args(order_query)
@@ -81,7 +81,7 @@ def list_orders():
     settings = current_app.extensions["adapter_settings"]
     with store.snapshot():
         # The page and the parts of its orders, as of one moment of the store and the clock.
-        found, more = queries.list_orders(args, args["limit"], after, now(), settings.expiring_days)
+        found, more = order_list.list_orders(args, args["limit"], after, now(), settings.expiring_days)
         page = rendering.listed_order_views(found, now())
     return rendered(
         {"orders": page, "next_cursor": encode_cursor(found[-1].id) if more else None},

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from conftest import POSTGRES_URL
 
-from adapter import queries, store
+from adapter import order_list, store
 from adapter.models import FulfillmentOrder, Order
 from adapter.statuses import (
     UNPAID,
@@ -115,7 +115,7 @@ def listed_pages(filters, limit):
     """Ids of every page, following the last id of each page as the cursor does."""
     pages, after = [], None
     while True:
-        found, more = queries.list_orders(filters, limit, after, NOW, EXPIRING_DAYS)
+        found, more = order_list.list_orders(filters, limit, after, NOW, EXPIRING_DAYS)
         pages.append([order.id for order in found])
         if not more:
             return pages
@@ -188,7 +188,7 @@ PLANNED = [
 def test_sqlite_merges_walks_of_the_leading_filters_index_without_sorting_them(
     app, filters, index, walks, sorts, after_id
 ):
-    sql, params = queries.list_query(filters, 50, after_id, NOW, EXPIRING_DAYS).sql()
+    sql, params = order_list.list_query(filters, 50, after_id, NOW, EXPIRING_DAYS).sql()
     with store.database.connection_context():
         plan = [row[-1] for row in store.database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
 

@@ -20,8 +20,8 @@ import responses
 from flask import Flask
 from standardwebhooks import Webhook
 
+from adapter import claims, fulfillment_orders, orders, schema, signing, store
 from adapter import dispatcher as dispatcher_module
-from adapter import fulfillment_orders, orders, schema, signing, store
 from adapter import settings as adapter_settings
 from adapter.dispatcher import Dispatcher, ensure_started
 from adapter.errors import SignatureInvalid
@@ -480,8 +480,8 @@ def test_a_crash_between_sending_and_recording_resends_with_the_same_id(config, 
     def crash(message, changes):
         raise RuntimeError("the worker died")
 
-    monkeypatch.setattr(crashing, "_write", crash)
-    with pytest.raises(RuntimeError):
+    with monkeypatch.context() as patched, pytest.raises(RuntimeError):
+        patched.setattr(claims, "_write", crash)
         crashing.run_target("acme", lambda: now)
     assert {reload(message).status for message in messages} == {"sending"}
     assert len(sent(http)) == 3

@@ -5,9 +5,9 @@ from collections import defaultdict
 from flask import current_app, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
-from adapter import queries, rendering, store, timeline
+from adapter import order_list, rendering, store, timeline
 from adapter.errors import ValidationFailed
-from adapter.guards import get_order
+from adapter.locks import get_order
 from handlers.orders import decode_cursor, encode_cursor
 from handlers.parsing import load, now
 from handlers.schemas import OrderQuerySchema
@@ -84,7 +84,7 @@ def orders():
         page["errors"] = exc.errors
         return render_template("admin/orders.html", **page), 422
     with store.snapshot():
-        found, more = queries.list_orders(args, PAGE_SIZE, after, now(), settings.expiring_days)
+        found, more = order_list.list_orders(args, PAGE_SIZE, after, now(), settings.expiring_days)
         page["orders"] = [_listed(order) for order in rendering.listed_order_views(found, now())]
     if more:
         page["older"] = url_for("admin.orders", **filters, cursor=encode_cursor(found[-1].id))
