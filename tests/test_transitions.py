@@ -367,8 +367,8 @@ def test_perform_writes_the_result_the_spec_gives(workflow, action, status, requ
 
     perform(fo, action, NOW, REMAINING)
 
-    result_status, result_request_status = RESULTS[action]
-    assert (fo.status, fo.request_status) == (result_status or status, result_request_status or request_status)
+    result_status, result_request = RESULTS[action]
+    assert (fo.status, fo.request_status) == (result_status or status, result_request or request_status)
     changes_state = RESULTS[action] != (None, None)
     assert (fo.updated_at, fo.saves) == ((NOW, 1) if changes_state else (before, 0))
 
