@@ -1,4 +1,4 @@
-"""Row locks and the rules every operation checks before changing an order."""
+"""Row locks, and the order action table's refusals every order operation checks first."""
 
 from . import prepared, store, transitions
 from .errors import NotFound

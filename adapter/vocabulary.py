@@ -1,4 +1,4 @@
-"""The adapter's words, named once: statuses, reasons, event statuses and timeline kinds.
+"""The adapter's words, named once: statuses, reasons, actions, message types and timeline kinds.
 
 Values equal the text stored and sent, so a member compares equal to its string. The
 transition table, the status rules, the list queries, the schemas (and with them the OpenAPI
