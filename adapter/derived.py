@@ -4,59 +4,44 @@ from . import settings, timeline
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Return, Transaction
 from .statuses import (
     FulfillmentFacts,
-    PaymentFacts,
+    fulfilled_by_line,
     fulfillment_state_of,
+    payment_facts_from,
     payment_state_of,
     return_status_of,
 )
+from .vocabulary import Actor, FulfillmentStatus, PaymentStatus, TimelineKind
 
 
 def payment_facts_of(order):
     """Sum the order's transactions into PaymentFacts."""
-    authorized = captured = captures = refunded = voided = 0
-    expiries = []
-    for tx in Transaction.select().where(Transaction.order == order.id).order_by(Transaction.id):
-        if tx.kind == "authorization":
-            authorized += tx.amount_minor
-            expiries.append(tx.expires_at)
-        elif tx.kind in ("capture", "sale"):
-            captured += tx.amount_minor
-            if tx.kind == "capture":
-                captures += tx.amount_minor
-        elif tx.kind == "refund":
-            refunded += tx.amount_minor
-        elif tx.kind == "void":
-            voided += tx.amount_minor
-    # An authorization without an end date never expires, so neither does the set.
-    auth_expires_at = max(expiries) if expiries and None not in expiries else None
-    return PaymentFacts(
-        total=order.total_minor,
-        authorized=authorized - voided,
-        captured=captured,
-        refunded=refunded,
-        voided=voided > 0,
-        captures=captures,
-        auth_expires_at=auth_expires_at,
-        payment_due_at=order.payment_due_at,
-    )
+    transactions = Transaction.select().where(Transaction.order == order.id).order_by(Transaction.id)
+    return payment_facts_from(transactions, order.total_minor, order.payment_due_at)
 
 
-def fulfillment_facts_of(order):
-    """Collect per-line and per-FO quantities into FulfillmentFacts; also whether any FO needs attention."""
-    fulfilled_by_line = {}
-    remaining_by_fo = {}
-    query = (
+def _fo_lines_of(order):
+    return (
         FulfillmentOrderLine.select(FulfillmentOrderLine, FulfillmentOrder.id)
         .join(FulfillmentOrder)
         .where(FulfillmentOrder.order == order.id)
     )
-    for fo_line in query:
-        line_id = fo_line.line_item_id
-        fulfilled_by_line[line_id] = fulfilled_by_line.get(line_id, 0) + fo_line.fulfilled_quantity
+
+
+def fulfilled_of(order):
+    """Return {line_item_id: fulfilled quantity} for the order."""
+    return fulfilled_by_line(_fo_lines_of(order))
+
+
+def fulfillment_facts_of(order):
+    """Collect per-line and per-FO quantities into FulfillmentFacts; also whether any FO needs attention."""
+    fo_lines = list(_fo_lines_of(order))
+    fulfilled = fulfilled_by_line(fo_lines)
+    remaining_by_fo = {}
+    for fo_line in fo_lines:
         fo_id = fo_line.fulfillment_order_id
         remaining_by_fo[fo_id] = remaining_by_fo.get(fo_id, 0) + fo_line.remaining_quantity
     lines = tuple(
-        (line.quantity, fulfilled_by_line.get(line.id, 0))
+        (line.quantity, fulfilled.get(line.id, 0))
         for line in LineItem.select(LineItem.id, LineItem.quantity).where(LineItem.order == order.id)
     )
     fos = list(
@@ -86,8 +71,8 @@ def refresh(order, now, changed=EVERYTHING, touch=True):
     `touch=False` keeps `updated_at`, for a change that nobody can see. Returns whether the
     order was paid before, so callers can react to an order that has just become paid.
     """
-    was_paid = order.payment_state == "paid"
-    was_done = was_paid and order.fulfillment_state == "fulfilled"
+    was_paid = order.payment_state == PaymentStatus.PAID
+    was_done = was_paid and order.fulfillment_state == FulfillmentStatus.FULFILLED
     if PAYMENT in changed:
         facts = payment_facts_of(order)
         order.authorized_minor = facts.authorized
@@ -106,14 +91,17 @@ def refresh(order, now, changed=EVERYTHING, touch=True):
         )
     if touch:
         order.updated_at = now
-    is_done = order.payment_state == "paid" and order.fulfillment_state == "fulfilled"
+    is_done = (
+        order.payment_state == PaymentStatus.PAID
+        and order.fulfillment_state == FulfillmentStatus.FULFILLED
+    )
     if is_done and not was_done and not order.archived and settings.current().auto_archive:
         order.archived = True
         timeline.record(
             order,
-            "order.archived",
+            TimelineKind.ORDER_ARCHIVED,
             now,
-            actor="system",
+            actor=Actor.SYSTEM,
             message="Archived automatically: the order is paid and fulfilled.",
         )
     order.save()

@@ -5,6 +5,17 @@ from .errors import InvalidTransition, ValidationFailed
 from .locks import locked_fulfillment_order, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, MerchantRequest, TimelineEvent
 from .statuses import effective_fo_status
+from .vocabulary import (
+    Actor,
+    FOAction,
+    FOStatus,
+    MerchantRequestKind,
+    MerchantRequestStatus,
+    MessageType,
+    PaymentStatus,
+    RequestStatus,
+    TimelineKind,
+)
 
 INVENTORY_WARNING = (
     "Check inventory counts: the fulfillment service may already have picked, restocked or "
@@ -12,12 +23,12 @@ INVENTORY_WARNING = (
 )
 
 
-def new_fulfillment_order(order, service, now, status="open", fulfill_at=None, hold=None):
+def new_fulfillment_order(order, service, now, status=FOStatus.OPEN, fulfill_at=None, hold=None):
     """Create an empty FO of `service` (None = merchant-managed) for the order."""
     return FulfillmentOrder.create(**fulfillment_order_row(order, service, now, status, fulfill_at, hold))
 
 
-def fulfillment_order_row(order, service, now, status="open", fulfill_at=None, hold=None):
+def fulfillment_order_row(order, service, now, status=FOStatus.OPEN, fulfill_at=None, hold=None):
     """The field values of a new, empty FO of `service` for the order."""
     config = settings.service(service) if service else None
     return {
@@ -25,24 +36,13 @@ def fulfillment_order_row(order, service, now, status="open", fulfill_at=None, h
         "service": service,
         "workflow": config.workflow if config else None,
         "status": status,
-        "request_status": "unsubmitted",
+        "request_status": RequestStatus.UNSUBMITTED,
         "fulfill_at": fulfill_at,
         "hold_reason": hold["reason"] if hold else None,
         "hold_note": hold.get("note") if hold else None,
         "created_at": now,
         "updated_at": now,
     }
-
-
-def apply(fo, action, now):
-    """Move `fo` to the result of `action` in the transition table (checked beforehand)."""
-    status, request_status = transitions.TRANSITIONS[action].result
-    if status is not None:
-        fo.status = status
-    if request_status is not None:
-        fo.request_status = request_status
-    fo.updated_at = now
-    fo.save()
 
 
 def move_to_new_fo(order, fo, moves, now):
@@ -63,7 +63,7 @@ def move_to_new_fo(order, fo, moves, now):
     return new_fo
 
 
-def tell_service(order, fo, message_type, data, now, *, actor="merchant", message=None,
+def tell_service(order, fo, message_type, data, now, *, actor=Actor.MERCHANT, message=None,
                  request=None, event_data=None):
     """Queue a message to the FO's service and record the event of the same name."""
     outbox.enqueue(
@@ -108,7 +108,7 @@ def _request_lines(fo):
     ]
 
 
-def submit(order, fo, now, *, message=None, notify_customer=False, actor="merchant", rest=None):
+def submit(order, fo, now, *, message=None, notify_customer=False, actor=Actor.MERCHANT, rest=None):
     """Send the FO's remaining lines to its service as a new fulfillment request.
 
     `rest` is the FO the unrequested lines of a partial request moved to, if any.
@@ -116,18 +116,18 @@ def submit(order, fo, now, *, message=None, notify_customer=False, actor="mercha
     lines = _request_lines(fo)
     request = MerchantRequest.create(
         fulfillment_order=fo,
-        kind="fulfillment_request",
+        kind=MerchantRequestKind.FULFILLMENT,
         message=message,
-        status="submitted",
+        status=MerchantRequestStatus.SUBMITTED,
         sent_at=now,
         line_items=lines,
     )
     fo.current_request_id = request.id
-    apply(fo, "request_fulfillment", now)
+    transitions.perform(fo, FOAction.REQUEST_FULFILLMENT, now)
     tell_service(
         order,
         fo,
-        "fulfillment_request.submitted",
+        MessageType.FULFILLMENT_REQUEST_SUBMITTED,
         {
             "request_id": request.id,
             "fulfillment_order": {
@@ -159,7 +159,7 @@ def request_fulfillment(fo_id, payload, now):
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
         remaining = shipments.remaining_of(fo)
-        transitions.check(fo, "request_fulfillment", now, remaining)
+        transitions.check(fo, FOAction.REQUEST_FULFILLMENT, now, remaining)
         unsubmitted = None
         if payload.get("line_items") is not None:
             chosen = shipments.select_lines(fo, payload["line_items"], over_is_conflict=False)
@@ -196,10 +196,10 @@ def _fulfills_automatically(order, fo, now):
     return (
         config is not None
         and config.auto_fulfill
-        and order.payment_state == "paid"
+        and order.payment_state == PaymentStatus.PAID
         and order.cancelled_at is None
-        and effective_fo_status(fo.status, fo.fulfill_at, now) == "open"
-        and fo.request_status == "unsubmitted"
+        and effective_fo_status(fo.status, fo.fulfill_at, now) == FOStatus.OPEN
+        and fo.request_status == RequestStatus.UNSUBMITTED
         and fo.current_request_id is None
         and shipments.remaining_of(fo) > 0
     )
@@ -212,7 +212,9 @@ def _split_off(order):
     """
     events = TimelineEvent.select(TimelineEvent.data).where(
         (TimelineEvent.order == order.id)
-        & TimelineEvent.kind.in_(("fulfillment_request.submitted", "fulfillment_order.reverted"))
+        & TimelineEvent.kind.in_(
+            (TimelineKind.FULFILLMENT_REQUEST_SUBMITTED, TimelineKind.FULFILLMENT_ORDER_REVERTED)
+        )
     )
     return {
         event.data[key]
@@ -235,7 +237,7 @@ def auto_fulfill(order, now, fos=None):
         split_off = _split_off(order)
         chosen = [fo for fo in chosen if fo.id not in split_off]
     for fo in chosen:
-        submit(order, fo, now, actor="system")
+        submit(order, fo, now, actor=Actor.SYSTEM)
     if chosen:
         derived.refresh(order, now, {derived.FULFILLMENT})
     return bool(chosen)
@@ -257,7 +259,9 @@ def open_due_fulfillment_orders(now, batch=SWEEP_BATCH):
     while True:
         due = list(
             FulfillmentOrder.select(FulfillmentOrder.id, FulfillmentOrder.order)
-            .where((FulfillmentOrder.status == "scheduled") & (FulfillmentOrder.fulfill_at <= now))
+            .where(
+                (FulfillmentOrder.status == FOStatus.SCHEDULED) & (FulfillmentOrder.fulfill_at <= now)
+            )
             .order_by(FulfillmentOrder.fulfill_at)
             .limit(batch)
             .tuples()
@@ -266,9 +270,10 @@ def open_due_fulfillment_orders(now, batch=SWEEP_BATCH):
             with store.transaction():
                 order = locked_order(order_id)
                 fo = FulfillmentOrder.get_or_none(FulfillmentOrder.id == fo_id)
-                if fo is None or fo.status != "scheduled" or fo.fulfill_at > now:
+                if fo is None or fo.status != FOStatus.SCHEDULED or fo.fulfill_at > now:
                     continue
-                fo.status = "open"
+                # Not the `open` row: no one opened it, and reads showed it open already.
+                fo.status = FOStatus.OPEN
                 fo.save()
                 derived.refresh(order, now, {derived.FULFILLMENT}, touch=False)
                 requested += auto_fulfill(order, now, [fo])
@@ -299,15 +304,14 @@ def cancel_request(fo_id, payload, now):
     message = payload.get("message")
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "cancel_fulfillment_request", now)
-        request = current_request(fo, "fulfillment_request")
-        request.status = "withdrawn"
+        transitions.perform(fo, FOAction.CANCEL_FULFILLMENT_REQUEST, now)
+        request = current_request(fo, MerchantRequestKind.FULFILLMENT)
+        request.status = MerchantRequestStatus.WITHDRAWN
         request.save()
-        apply(fo, "cancel_fulfillment_request", now)
         tell_service(
             order,
             fo,
-            "fulfillment_request.withdrawn",
+            MessageType.FULFILLMENT_REQUEST_WITHDRAWN,
             {"request_id": request.id, "fulfillment_order_id": fo.id, "message": message},
             now,
             message=message,
@@ -322,19 +326,18 @@ def request_cancellation(fo_id, payload, now):
     message = payload.get("message")
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "request_cancellation", now)
+        transitions.perform(fo, FOAction.REQUEST_CANCELLATION, now)
         request = MerchantRequest.create(
             fulfillment_order=fo,
-            kind="cancellation_request",
+            kind=MerchantRequestKind.CANCELLATION,
             message=message,
-            status="submitted",
+            status=MerchantRequestStatus.SUBMITTED,
             sent_at=now,
         )
-        apply(fo, "request_cancellation", now)
         tell_service(
             order,
             fo,
-            "cancellation_request.submitted",
+            MessageType.CANCELLATION_REQUEST_SUBMITTED,
             {"request_id": request.id, "fulfillment_order_id": fo.id, "message": message},
             now,
             message=message,
@@ -349,7 +352,7 @@ def revert(fo_id, payload, now):
     message = payload.get("message")
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "revert_to_unfulfilled", now)
+        transitions.check(fo, FOAction.REVERT_TO_UNFULFILLED, now)
         kept = None
         if payload.get("line_items") is not None:
             chosen = shipments.select_lines(fo, payload["line_items"], over_is_conflict=False)
@@ -358,13 +361,14 @@ def revert(fo_id, payload, now):
             if sum(quantity for _, quantity in chosen) < shipments.remaining_of(fo):
                 kept, fo = fo, move_to_new_fo(order, fo, chosen, now)
         if kept is None:
-            _close_request(current_request(fo, "cancellation_request"), "reverted", now)
-            _close_request(current_request(fo, "fulfillment_request"), "reverted", now)
-            apply(fo, "revert_to_unfulfilled", now)
+            reverted = MerchantRequestStatus.REVERTED
+            _close_request(current_request(fo, MerchantRequestKind.CANCELLATION), reverted, now)
+            _close_request(current_request(fo, MerchantRequestKind.FULFILLMENT), reverted, now)
+            transitions.perform(fo, FOAction.REVERT_TO_UNFULFILLED, now)
         tell_service(
             order,
             kept or fo,
-            "fulfillment_order.reverted",
+            MessageType.FULFILLMENT_ORDER_REVERTED,
             {
                 "fulfillment_order_id": (kept or fo).id,
                 "message": message,
@@ -390,15 +394,14 @@ def mark_fulfilled(fo_id, payload, now):
     """Record a shipment the merchant made; return (fulfillment, FO)."""
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "mark_as_fulfilled", now, shipments.remaining_of(fo))
+        transitions.perform(fo, FOAction.MARK_AS_FULFILLED, now, shipments.remaining_of(fo))
         chosen = shipments.select_lines(fo, payload.get("line_items"), over_is_conflict=True)
         fulfillment = shipments.record_fulfillment(
-            order, fo, chosen, now, created_by="merchant", tracking=payload.get("tracking")
+            order, fo, chosen, now, created_by=Actor.MERCHANT, tracking=payload.get("tracking")
         )
-        if shipments.remaining_of(fo) == 0:
-            fo.status = "closed"
         fo.updated_at = now
-        fo.save()
+        if not transitions.finish_if_done(fo, shipments.remaining_of(fo), now):
+            fo.save()
         notification = (
             shipments.notify_customer(order, fulfillment, now)
             if payload.get("notify_customer")
@@ -406,9 +409,9 @@ def mark_fulfilled(fo_id, payload, now):
         )
         timeline.record(
             order,
-            "fulfillment.created",
+            TimelineKind.FULFILLMENT_CREATED,
             now,
-            actor="merchant",
+            actor=Actor.MERCHANT,
             fulfillment_order=fo,
             data={
                 "fulfillment_id": fulfillment.id,
@@ -428,15 +431,15 @@ def hold(fo_id, payload, now):
     """Put an FO on hold with a reason and note."""
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "hold", now, shipments.remaining_of(fo))
+        # Written by the row's save, or dropped with the transaction if the row refuses.
         fo.hold_reason = payload["reason"]
         fo.hold_note = payload.get("note")
-        apply(fo, "hold", now)
+        transitions.perform(fo, FOAction.HOLD, now, shipments.remaining_of(fo))
         timeline.record(
             order,
-            "fulfillment_order.held",
+            TimelineKind.FULFILLMENT_ORDER_HELD,
             now,
-            actor="merchant",
+            actor=Actor.MERCHANT,
             fulfillment_order=fo,
             message=fo.hold_note,
             data={"reason": fo.hold_reason},
@@ -449,15 +452,14 @@ def release_hold(fo_id, now):
     """Release an FO's hold."""
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "release_hold", now)
         reason = fo.hold_reason
         fo.hold_reason = fo.hold_note = None
-        apply(fo, "release_hold", now)
+        transitions.perform(fo, FOAction.RELEASE_HOLD, now)
         timeline.record(
             order,
-            "fulfillment_order.hold_released",
+            TimelineKind.FULFILLMENT_ORDER_HOLD_RELEASED,
             now,
-            actor="merchant",
+            actor=Actor.MERCHANT,
             fulfillment_order=fo,
             data={"reason": reason},
         )
@@ -470,10 +472,10 @@ def open_early(fo_id, now):
     """Open a scheduled FO before its `fulfill_at` ("fulfill now")."""
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "open", now)
-        apply(fo, "open", now)
+        transitions.perform(fo, FOAction.OPEN, now)
         timeline.record(
-            order, "fulfillment_order.opened", now, actor="merchant", fulfillment_order=fo
+            order, TimelineKind.FULFILLMENT_ORDER_OPENED, now, actor=Actor.MERCHANT,
+            fulfillment_order=fo,
         )
         derived.refresh(order, now, {derived.FULFILLMENT})
         auto_fulfill(order, now, [fo])
@@ -485,11 +487,11 @@ def send_message(fo_id, payload, now):
     message = payload["message"]
     with store.transaction():
         order, fo = locked_fulfillment_order(fo_id)
-        transitions.check(fo, "send_message", now)
+        transitions.perform(fo, FOAction.SEND_MESSAGE, now)
         tell_service(
             order,
             fo,
-            "merchant.message",
+            MessageType.MERCHANT_MESSAGE,
             {"fulfillment_order_id": fo.id, "message": message},
             now,
             message=message,
@@ -506,10 +508,18 @@ def acknowledge(fo_id, now):
             fo.updated_at = now
             fo.save()
             timeline.record(
-                order, "fulfillment_order.acknowledged", now, actor="merchant", fulfillment_order=fo
+                order, TimelineKind.FULFILLMENT_ORDER_ACKNOWLEDGED, now, actor=Actor.MERCHANT,
+                fulfillment_order=fo,
             )
             derived.refresh(order, now, {derived.FULFILLMENT})
     return fo
+
+
+# What the timeline calls an undelivered message; a request's failure names the request.
+FAILED_EVENT = {
+    MessageType.FULFILLMENT_REQUEST_SUBMITTED: TimelineKind.FULFILLMENT_REQUEST_FAILED,
+    MessageType.CANCELLATION_REQUEST_SUBMITTED: TimelineKind.CANCELLATION_REQUEST_FAILED,
+}
 
 
 def message_failed(message, answer, now):
@@ -520,29 +530,27 @@ def message_failed(message, answer, now):
         request = MerchantRequest.get_or_none(MerchantRequest.id == message.request_id)
         undone = None
         if (
-            message.type == "fulfillment_request.submitted"
+            message.type == MessageType.FULFILLMENT_REQUEST_SUBMITTED
             and fo is not None
             and fo.current_request_id == message.request_id
             and transitions.is_allowed(fo, "fail_request", now)
         ):
-            apply(fo, "fail_request", now)
-            _close_request(request, "failed", now, answer)
+            transitions.perform(fo, "fail_request", now)
+            _close_request(request, MerchantRequestStatus.FAILED, now, answer)
             undone = "fulfillment_order back to open / unsubmitted"
         elif (
-            message.type == "cancellation_request.submitted"
+            message.type == MessageType.CANCELLATION_REQUEST_SUBMITTED
             and fo is not None
             and transitions.is_allowed(fo, "fail_cancellation_request", now)
         ):
-            apply(fo, "fail_cancellation_request", now)
-            _close_request(request, "failed", now, answer)
+            transitions.perform(fo, "fail_cancellation_request", now)
+            _close_request(request, MerchantRequestStatus.FAILED, now, answer)
             undone = "fulfillment_order back to accepted"
         timeline.record(
             order,
-            f"{message.type.split('.')[0]}.failed"
-            if message.type.endswith(".submitted")
-            else "message.failed",
+            FAILED_EVENT.get(message.type, TimelineKind.MESSAGE_FAILED),
             now,
-            actor="system",
+            actor=Actor.SYSTEM,
             fulfillment_order=fo,
             message=answer,
             data={
@@ -557,13 +565,18 @@ def message_failed(message, answer, now):
         derived.refresh(order, now, {derived.FULFILLMENT})
 
 
-RESTORED_BY_RETRY = {
-    # message type: (state the failure left, state a resend puts back, request kind)
-    "fulfillment_request.submitted": (("open", "unsubmitted"), ("in_progress", "submitted"),
-                                      "fulfillment_request"),
-    "cancellation_request.submitted": (("in_progress", "accepted"),
-                                       ("in_progress", "cancellation_requested"),
-                                       "cancellation_request"),
+# A failed request, sent again: (the row that restores its FO, its request kind, the event).
+RESUBMITTED_BY = {
+    MessageType.FULFILLMENT_REQUEST_SUBMITTED: (
+        "resubmit_request",
+        MerchantRequestKind.FULFILLMENT,
+        TimelineKind.FULFILLMENT_REQUEST_RESUBMITTED,
+    ),
+    MessageType.CANCELLATION_REQUEST_SUBMITTED: (
+        "resubmit_cancellation_request",
+        MerchantRequestKind.CANCELLATION,
+        TimelineKind.CANCELLATION_REQUEST_RESUBMITTED,
+    ),
 }
 
 
@@ -574,9 +587,9 @@ def message_retried(message, now):
     has moved on since (requested again, cancelled, shipped) cannot be resent:
     InvalidTransition says so and nothing changes.
     """
-    if message.type not in RESTORED_BY_RETRY or message.order_id is None:
+    if message.type not in RESUBMITTED_BY or message.order_id is None:
         return
-    failed_state, restored_state, kind = RESTORED_BY_RETRY[message.type]
+    action, kind, event = RESUBMITTED_BY[message.type]
     order = locked_order(message.order_id)
     fo = FulfillmentOrder.get_or_none(FulfillmentOrder.id == message.fulfillment_order_id)
     request = MerchantRequest.get_or_none(MerchantRequest.id == message.request_id)
@@ -586,24 +599,22 @@ def message_retried(message, now):
         or request is None
         or current is None
         or current.id != request.id
-        or request.status != "failed"
-        or (effective_fo_status(fo.status, fo.fulfill_at, now), fo.request_status) != failed_state
+        or request.status != MerchantRequestStatus.FAILED
+        or not transitions.is_allowed(fo, action, now)
     ):
         raise InvalidTransition(
             f"Message {message.message_id} cannot be sent again: its fulfillment order has "
             "moved on since it failed. Send a new request instead."
         )
-    fo.status, fo.request_status = restored_state
-    fo.updated_at = now
-    fo.save()
-    request.status = "submitted"
+    transitions.perform(fo, action, now)
+    request.status = MerchantRequestStatus.SUBMITTED
     request.answered_at = request.answer_message = None
     request.save()
     timeline.record(
         order,
-        f"{kind}.resubmitted",
+        event,
         now,
-        actor="system",
+        actor=Actor.SYSTEM,
         fulfillment_order=fo,
         data={"message_id": message.message_id, "request_id": request.id},
     )

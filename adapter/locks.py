@@ -1,8 +1,9 @@
-"""Row locks and the rules every operation checks before changing an order."""
+"""Row locks, and the order action table's refusals every order operation checks first."""
 
-from . import prepared, store
-from .errors import NotFound, OrderLocked
+from . import prepared, store, transitions
+from .errors import NotFound
 from .models import FulfillmentOrder, Order
+from .vocabulary import FOStatus
 
 
 def get_order(order_id):
@@ -57,17 +58,22 @@ def locked_fulfillment_order(fo_id, service=None):
     )
 
 
-def ensure_not_in_progress(order, doing):
-    """Raise OrderLocked naming the FO while any FO of the order is with a service."""
-    busy = (
+def in_progress_fulfillment_order(order):
+    """Return the order's first FO whose request is in progress with its service, or None."""
+    return (
         FulfillmentOrder.select()
-        .where((FulfillmentOrder.order == order.id) & (FulfillmentOrder.status == "in_progress"))
+        .where(
+            (FulfillmentOrder.order == order.id) & (FulfillmentOrder.status == FOStatus.IN_PROGRESS)
+        )
         .order_by(FulfillmentOrder.id)
         .first()
     )
-    if busy is not None:
-        raise OrderLocked(
-            f"Cannot {doing} while fulfillment order {busy.id} is in progress with "
-            f"{busy.service}; withdraw or cancel its request first.",
-            fulfillment_order_id=busy.id,
-        )
+
+
+def check_order_action(order, action):
+    """Raise the 409 of the order action table (cancelled, or locked by an FO) unless `action` may run."""
+    rule = transitions.ORDER_ACTIONS[action]
+    busy = in_progress_fulfillment_order(order) if rule.locks else None
+    refusal = transitions.order_refusal(action, order.cancelled_at is not None, busy)
+    if refusal is not None:
+        raise refusal

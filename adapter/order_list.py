@@ -23,30 +23,33 @@ from peewee import SQL, NodeList, fn
 
 from . import store
 from .models import FulfillmentOrder, Order
-from .statuses import UNPAID
+from .vocabulary import UNPAID, UNPAID_STATUSES, FulfillmentStatus, OrderStatus, PaymentMarker
+from .vocabulary import PaymentStatus as P
 
 # Filter values that read only the part of a stored value where a condition holds.
 PAYMENT_PARTS = {
-    "expired": [("authorized", "expired")],
-    "authorized": [("authorized", "unexpired")],
-    "expiring": [("authorized", "expiring")],
-    "overdue": [("pending", "due")],
-    "pending": [("pending", "not_due")],
+    P.EXPIRED: [(P.AUTHORIZED, "expired")],
+    P.AUTHORIZED: [(P.AUTHORIZED, "unexpired")],
+    PaymentMarker.EXPIRING: [(P.AUTHORIZED, "expiring")],
+    P.OVERDUE: [(P.PENDING, "due")],
+    P.PENDING: [(P.PENDING, "not_due")],
 }
 FULFILLMENT_PARTS = {
-    "scheduled": [("scheduled", "waiting")],
-    "unfulfilled": [("unfulfilled", None), ("scheduled", "come")],
+    FulfillmentStatus.SCHEDULED: [(FulfillmentStatus.SCHEDULED, "waiting")],
+    FulfillmentStatus.UNFULFILLED: [
+        (FulfillmentStatus.UNFULFILLED, None), (FulfillmentStatus.SCHEDULED, "come")
+    ],
 }
 ORDER_STATUS_PARTS = {
-    "open": [(False, None)],
-    "archived": [(True, None)],
-    "cancelled": [(False, "cancelled"), (True, "cancelled")],
+    OrderStatus.OPEN: [(False, None)],
+    OrderStatus.ARCHIVED: [(True, None)],
+    OrderStatus.CANCELLED: [(False, "cancelled"), (True, "cancelled")],
 }
 # Parts that together make up the whole stored value.
 WHOLE = {
-    "authorized": {"expired", "unexpired"},
-    "pending": {"due", "not_due"},
-    "scheduled": {"waiting", "come"},
+    P.AUTHORIZED: {"expired", "unexpired"},
+    P.PENDING: {"due", "not_due"},
+    FulfillmentStatus.SCHEDULED: {"waiting", "come"},
 }
 
 
@@ -90,7 +93,7 @@ def _state_filters(filters):
         ]))
     if filters.get("payment_status"):
         values = [v for value in filters["payment_status"]
-                  for v in (UNPAID if value == "unpaid" else [value])]
+                  for v in (UNPAID_STATUSES if value == UNPAID else [value])]
         found.append((Order.payment_state, [
             part for value in values for part in PAYMENT_PARTS.get(value, [(value, None)])
         ]))

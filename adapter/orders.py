@@ -5,13 +5,14 @@ from dataclasses import dataclass, field
 import peewee
 
 from . import derived, payments, settings, shipments, store, timeline, transitions
-from .errors import InvalidTransition, ValidationFailed
+from .errors import ValidationFailed
 from .fulfillment_orders import fulfillment_order_row, new_fulfillment_order
-from .locks import ensure_not_in_progress, locked_order
+from .locks import check_order_action, locked_order
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Order
 from .money import checked_total, parse_amount
 from .statuses import FulfillmentFacts, PaymentFacts, fulfillment_state_of, payment_state_of
 from .times import rfc3339, to_naive_utc
+from .vocabulary import Actor, FOStatus, OrderAction, RequestStatus, TimelineKind
 
 
 def _check_services(lines, field):
@@ -89,9 +90,9 @@ def import_order(payload, now):
                 )
             timeline.record(
                 order,
-                "order.created",
+                TimelineKind.ORDER_CREATED,
                 now,
-                actor="merchant",
+                actor=Actor.MERCHANT,
                 message=hold.get("note") if hold else None,
                 data={
                     "line_items": len(lines),
@@ -123,11 +124,11 @@ def _insert_order(payload, lines, prices, fulfill_at, hold, now):
     flagged yet; the payment columns are refreshed afterwards if transactions came along).
     """
     if hold:
-        status = "on_hold"
+        status = FOStatus.ON_HOLD
     elif fulfill_at and fulfill_at > now:
-        status = "scheduled"
+        status = FOStatus.SCHEDULED
     else:
-        status = "open"
+        status = FOStatus.OPEN
     services = list(dict.fromkeys(line.get("fulfillment_service") for line in lines))
     remaining = {service: 0 for service in services}
     for line in lines:
@@ -201,8 +202,8 @@ def _create_line(order, line, price):
 
 def _open_unsubmitted_fo(order, service, now):
     # A scheduled FO whose `fulfill_at` has passed reads as open, so it is one.
-    opened = (FulfillmentOrder.status == "open") | (
-        (FulfillmentOrder.status == "scheduled")
+    opened = (FulfillmentOrder.status == FOStatus.OPEN) | (
+        (FulfillmentOrder.status == FOStatus.SCHEDULED)
         & (FulfillmentOrder.fulfill_at.is_null() | (FulfillmentOrder.fulfill_at <= now))
     )
     fo = (
@@ -212,7 +213,7 @@ def _open_unsubmitted_fo(order, service, now):
             & (FulfillmentOrder.service.is_null() if service is None else
                FulfillmentOrder.service == service)
             & opened
-            & (FulfillmentOrder.request_status == "unsubmitted")
+            & (FulfillmentOrder.request_status == RequestStatus.UNSUBMITTED)
         )
         .order_by(FulfillmentOrder.id)
         .first()
@@ -232,15 +233,16 @@ def _add_quantity(order, item, quantity, now):
         fo_line.save()
 
 
-def _remove_quantity(item, quantity):
+# The FOs whose quantities an edit may change: those not with a service, not done.
+EDITABLE = (FOStatus.OPEN, FOStatus.SCHEDULED, FOStatus.ON_HOLD, FOStatus.INCOMPLETE)
+
+
+def _remove_quantity(item, quantity, now):
     """Take unfulfilled quantity off the FOs that are not with a service."""
     fo_lines = (
         FulfillmentOrderLine.select(FulfillmentOrderLine, FulfillmentOrder)
         .join(FulfillmentOrder)
-        .where(
-            (FulfillmentOrderLine.line_item == item)
-            & FulfillmentOrder.status.in_(["open", "scheduled", "on_hold", "incomplete"])
-        )
+        .where((FulfillmentOrderLine.line_item == item) & FulfillmentOrder.status.in_(EDITABLE))
         .order_by(FulfillmentOrderLine.id.desc())
     )
     for fo_line in fo_lines:
@@ -253,11 +255,9 @@ def _remove_quantity(item, quantity):
             fo_line.delete_instance()
         else:
             fo_line.save()
+        # Nothing left to ship here: the FO is done, as if its last unit had shipped.
         fo = fo_line.fulfillment_order
-        if shipments.remaining_of(fo) == 0:
-            # Nothing left to ship here: the FO is done, as if its last unit had shipped.
-            fo.status = "closed"
-            fo.save()
+        transitions.finish_if_done(fo, shipments.remaining_of(fo), now)
 
 
 def edit_order(order_id, changes, now):
@@ -267,9 +267,7 @@ def edit_order(order_id, changes, now):
     """
     with store.transaction():
         order = locked_order(order_id)
-        if order.cancelled_at is not None:
-            raise InvalidTransition("A cancelled order cannot be edited.")
-        ensure_not_in_progress(order, "edit the order")
+        check_order_action(order, OrderAction.EDIT)
         record = {}
         for key in ("email", "shipping_address"):
             if key in changes and changes[key] != getattr(order, key):
@@ -282,7 +280,7 @@ def edit_order(order_id, changes, now):
         if not record:
             return order
         order.total_minor = checked_total(_priced_lines(order, changes, record), order.currency)
-        timeline.record(order, "order.edited", now, actor="merchant", data=record)
+        timeline.record(order, TimelineKind.ORDER_EDITED, now, actor=Actor.MERCHANT, data=record)
         derived.refresh(order, now)
     return order
 
@@ -303,7 +301,7 @@ def _priced_lines(order, changes, record):
 
 def _edit_quantities(order, edits, adding, now, record):
     items = {item.id: item for item in LineItem.select().where(LineItem.order == order.id)}
-    fulfilled = derived_fulfilled(order)
+    fulfilled = derived.fulfilled_of(order)
     errors = {}
     seen = set()
     for index, edit in enumerate(edits):
@@ -332,7 +330,7 @@ def _edit_quantities(order, edits, adding, now, record):
         if delta > 0:
             _add_quantity(order, item, delta, now)
         elif delta < 0:
-            _remove_quantity(item, -delta)
+            _remove_quantity(item, -delta, now)
         if delta:
             record.setdefault("quantities", {})[str(item.id)] = [item.quantity, edit["quantity"]]
             item.quantity = edit["quantity"]
@@ -352,44 +350,25 @@ def _add_lines(order, lines, now, record):
     record["added_line_items"] = added
 
 
-def derived_fulfilled(order):
-    """Return {line_item_id: fulfilled quantity} for the order."""
-    fulfilled = {}
-    query = (
-        FulfillmentOrderLine.select()
-        .join(FulfillmentOrder)
-        .where(FulfillmentOrder.order == order.id)
-    )
-    for fo_line in query:
-        fulfilled[fo_line.line_item_id] = (
-            fulfilled.get(fo_line.line_item_id, 0) + fo_line.fulfilled_quantity
-        )
-    return fulfilled
-
-
 def cancel_order(order_id, reason, refund, now):
     """Cancel: void an open authorization, refund if asked, cancel what remains to ship."""
     with store.transaction():
         order = locked_order(order_id)
-        if order.cancelled_at is not None:
-            raise InvalidTransition("The order is already cancelled.")
-        ensure_not_in_progress(order, "cancel the order")
+        check_order_action(order, OrderAction.CANCEL)
         money = payments.settle_for_cancel(order, refund, now)
         cancelled = []
         for fo in FulfillmentOrder.select().where(FulfillmentOrder.order == order.id):
             remaining = sum(line.remaining_quantity for line in fo.lines)
             if remaining > 0 and transitions.is_allowed(fo, "cancel_with_order", now):
-                fo.status = "cancelled"
-                fo.updated_at = now
-                fo.save()
+                transitions.perform(fo, "cancel_with_order", now)
                 cancelled.append(fo.id)
         order.cancelled_at = now
         order.cancel_reason = reason
         timeline.record(
             order,
-            "order.cancelled",
+            TimelineKind.ORDER_CANCELLED,
             now,
-            actor="merchant",
+            actor=Actor.MERCHANT,
             message=reason,
             data={"fulfillment_orders_cancelled": cancelled, **money},
         )
@@ -403,7 +382,7 @@ def set_archived(order_id, archived, now):
         order = locked_order(order_id)
         if order.archived != archived:
             order.archived = archived
-            kind = "order.archived" if archived else "order.unarchived"
-            timeline.record(order, kind, now, actor="merchant")
+            kind = TimelineKind.ORDER_ARCHIVED if archived else TimelineKind.ORDER_UNARCHIVED
+            timeline.record(order, kind, now, actor=Actor.MERCHANT)
             derived.refresh(order, now, changed=())
     return order

@@ -1,12 +1,13 @@
 """Transactions: authorizations, captures, sales, refunds and voids, with every amount checked."""
 
-from . import derived, store, timeline
-from .errors import InvalidTransition, ValidationFailed
+from . import derived, store, timeline, transitions
+from .errors import ValidationFailed
 from .fulfillment_orders import auto_fulfill
-from .locks import ensure_not_in_progress, locked_order
+from .locks import check_order_action, locked_order
 from .models import Return, Transaction
 from .money import format_amount, parse_amount
 from .times import to_naive_utc
+from .vocabulary import Actor, PaymentStatus, TimelineKind, TransactionKind
 
 
 def _invalid(field, message):
@@ -28,22 +29,23 @@ def _amount(payload, order, field):
 def apply_transaction(order, payload, now, field=None):
     """Check a transaction against the order's money and store it (inside a transaction).
 
-    `field` prefixes the names in validation errors (`transactions.0` at intake).
+    `field` prefixes the names in validation errors (`transactions.0` at intake). The order
+    action table refuses the kind first (409); the amounts are checked here against the same
+    PaymentFacts amounts the table offers the action by (422, naming the field).
     """
     prefix = f"{field}." if field else ""
     kind = payload["kind"]
+    check_order_action(order, transitions.ACTION_OF_TRANSACTION[kind])
     facts = derived.payment_facts_of(order)
-    if order.cancelled_at is not None and kind in ("authorization", "capture", "sale"):
-        raise InvalidTransition("The order is cancelled; it cannot take new payments.")
     amount_field = f"{prefix}amount"
-    if kind == "void":
+    if kind == TransactionKind.VOID:
         amount = _void_amount(payload, order, facts, prefix)
     else:
         amount = _amount(payload, order, amount_field)
-    if kind == "authorization":
+    if kind == TransactionKind.AUTHORIZATION:
         if facts.authorized + amount > order.total_minor:
             raise _invalid(amount_field, _beyond("authorized", facts.authorized, order))
-    elif kind == "capture":
+    elif kind == TransactionKind.CAPTURE:
         if facts.authorized == 0:
             raise _invalid(
                 f"{prefix}kind",
@@ -51,7 +53,7 @@ def apply_transaction(order, payload, now, field=None):
                 if facts.voided
                 else "There is no authorization to capture.",
             )
-        if facts.auth_expires_at is not None and facts.auth_expires_at <= now:
+        if facts.auth_expired(now):
             raise _invalid(f"{prefix}kind", "The authorization has expired.")
         if amount > facts.uncaptured:
             raise _invalid(
@@ -59,13 +61,13 @@ def apply_transaction(order, payload, now, field=None):
                 f"Over-capture: only {format_amount(facts.uncaptured, order.currency)}"
                 " of the authorization is left to capture.",
             )
-    elif kind == "sale":
-        if facts.captured + amount > order.total_minor:
+    elif kind == TransactionKind.SALE:
+        if amount > facts.outstanding:
             raise _invalid(amount_field, _beyond("paid", facts.captured, order))
-    elif kind == "refund" and facts.refunded + amount > facts.captured:
+    elif kind == TransactionKind.REFUND and amount > facts.refundable:
         raise _invalid(
             amount_field,
-            f"Over-refund: only {format_amount(facts.captured - facts.refunded, order.currency)}"
+            f"Over-refund: only {format_amount(facts.refundable, order.currency)}"
             " was paid and not yet refunded.",
         )
     return_ = None
@@ -79,7 +81,9 @@ def apply_transaction(order, payload, now, field=None):
         order=order,
         kind=kind,
         amount_minor=amount,
-        expires_at=to_naive_utc(payload.get("expires_at")) if kind == "authorization" else None,
+        expires_at=(
+            to_naive_utc(payload.get("expires_at")) if kind == TransactionKind.AUTHORIZATION else None
+        ),
         return_=return_,
         created_at=now,
     )
@@ -123,14 +127,12 @@ def add_transaction(order_id, payload, now):
     """Record a transaction on an order; auto-fulfill if it makes the order paid."""
     with store.transaction():
         order = locked_order(order_id)
-        if payload["kind"] == "refund":
-            ensure_not_in_progress(order, "refund the order")
         tx = apply_transaction(order, payload, now)
         timeline.record(
             order,
-            f"transaction.{tx.kind}",
+            TimelineKind(f"transaction.{tx.kind}"),
             now,
-            actor="merchant",
+            actor=Actor.MERCHANT,
             data={
                 "transaction_id": tx.id,
                 "amount": format_amount(tx.amount_minor, order.currency),
@@ -147,7 +149,7 @@ def after_payment_change(order, was_paid, now):
 
     Return whether any request was sent.
     """
-    if was_paid or order.payment_state != "paid" or order.cancelled_at is not None:
+    if was_paid or order.payment_state != PaymentStatus.PAID or order.cancelled_at is not None:
         return False
     return auto_fulfill(order, now)
 
@@ -157,10 +159,12 @@ def settle_for_cancel(order, refund, now):
     facts = derived.payment_facts_of(order)
     done = {"voided": None, "refunded": None}
     if facts.uncaptured > 0:
-        Transaction.create(order=order, kind="void", amount_minor=facts.uncaptured, created_at=now)
+        Transaction.create(
+            order=order, kind=TransactionKind.VOID, amount_minor=facts.uncaptured, created_at=now
+        )
         done["voided"] = format_amount(facts.uncaptured, order.currency)
-    if refund and facts.captured > facts.refunded:
-        amount = facts.captured - facts.refunded
-        Transaction.create(order=order, kind="refund", amount_minor=amount, created_at=now)
+    if refund and facts.refundable > 0:
+        amount = facts.refundable
+        Transaction.create(order=order, kind=TransactionKind.REFUND, amount_minor=amount, created_at=now)
         done["refunded"] = format_amount(amount, order.currency)
     return done

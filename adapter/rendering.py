@@ -25,12 +25,17 @@ from .models import (
 from .money import format_amount
 from .statuses import (
     effective_fo_status,
+    fulfilled_by_line,
     fulfillment_status_of,
     order_status_of,
+    payment_facts_from,
     payment_markers_of,
     payment_status_of,
+    returnable_of,
+    returned_by_line,
 )
 from .times import rfc3339
+from .vocabulary import FOStatus, ReturnState
 
 
 def _grouped(rows, key):
@@ -346,11 +351,23 @@ def _render_order(order, parts, now, expiring_days):
     payment_status = payment_status_of(
         order.payment_state, order.auth_expires_at, order.payment_due_at, now
     )
-    fulfillments = [_render_fulfillment(f, parts) for f in parts.fulfillments.get(order.id, ())]
-    fulfilled = defaultdict(int)
-    for fulfillment in fulfillments:
-        for line in fulfillment["line_items"]:
-            fulfilled[line["line_item_id"]] += line["quantity"]
+    fos = parts.fulfillment_orders.get(order.id, ())
+    fulfilled = fulfilled_by_line(
+        fo_line for fo in fos for fo_line in parts.fo_lines.get(fo.id, ())
+    )
+    returns = parts.returns.get(order.id, ())
+    facts = transitions.OrderFacts(
+        cancelled=order.cancelled_at is not None,
+        archived=order.archived,
+        payment=payment_facts_from(
+            parts.transactions.get(order.id, ()), order.total_minor, order.payment_due_at
+        ),
+        locked_by=next((fo for fo in fos if fo.status == FOStatus.IN_PROGRESS), None),
+        returnable=sum(returnable_of(fulfilled, returned_by_line(
+            line for r in returns if r.status != ReturnState.DECLINED
+            for line in parts.return_lines.get(r.id, ())
+        )).values()),
+    )
     return {
         "id": order.id,
         "name": order.name,
@@ -383,18 +400,18 @@ def _render_order(order, parts, now, expiring_days):
                 "quantity": line.quantity,
                 "price": format_amount(line.price_minor, currency),
                 "fulfillment_service": line.fulfillment_service,
-                "fulfilled_quantity": fulfilled[line.id],
+                "fulfilled_quantity": fulfilled.get(line.id, 0),
             }
             for line in parts.line_items.get(order.id, ())
         ],
-        "fulfillment_orders": [
-            _render_fo(fo, parts, now) for fo in parts.fulfillment_orders.get(order.id, ())
-        ],
-        "fulfillments": fulfillments,
+        "fulfillment_orders": [_render_fo(fo, parts, now) for fo in fos],
+        "fulfillments": [_render_fulfillment(f, parts) for f in parts.fulfillments.get(order.id, ())],
         "transactions": [
             _render_transaction(tx, currency) for tx in parts.transactions.get(order.id, ())
         ],
-        "returns": [_render_return(r, parts) for r in parts.returns.get(order.id, ())],
+        "returns": [_render_return(r, parts) for r in returns],
+        "supported_actions": transitions.supported_order_actions(facts, now),
+        "locked_by_fulfillment_order_id": facts.locked_by.id if facts.locked_by else None,
     }
 
 
@@ -491,6 +508,7 @@ def _render_return(r, parts):
             }
             for line in parts.return_lines.get(r.id, ())
         ],
+        "supported_actions": transitions.supported_return_actions(r.status),
     }
 
 

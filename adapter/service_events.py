@@ -2,11 +2,12 @@
 
 from . import derived, shipments, store, timeline, transitions
 from .errors import IdempotencyConflict, InvalidTransition
-from .fulfillment_orders import apply, current_request
+from .fulfillment_orders import current_request
 from .locks import locked_fulfillment_order, locked_row
 from .models import Fulfillment, FulfillmentOrder
 from .statuses import effective_fo_status
 from .times import rfc3339
+from .vocabulary import Actor, MerchantRequestKind, MerchantRequestStatus, RequestStatus, TimelineKind
 
 
 def _locked_fulfillment(service, external_id):
@@ -27,7 +28,7 @@ def _check_request_id(fo, data, now):
         )
 
 
-def _answer(fo, kind, status, data, now, answering=("submitted",)):
+def _answer(fo, kind, status, data, now, answering=(MerchantRequestStatus.SUBMITTED,)):
     request = current_request(fo, kind)
     if request is not None and request.status in answering:
         request.status = status
@@ -38,14 +39,16 @@ def _answer(fo, kind, status, data, now, answering=("submitted",)):
 
 
 def _accept(order, fo, data, now, implicit=False):
-    transitions.check(fo, "accept", now)
-    apply(fo, "accept", now)
-    request = _answer(fo, "fulfillment_request", "accepted", data if not implicit else {}, now)
+    transitions.perform(fo, "accept", now)
+    request = _answer(
+        fo, MerchantRequestKind.FULFILLMENT, MerchantRequestStatus.ACCEPTED,
+        data if not implicit else {}, now,
+    )
     timeline.record(
         order,
-        "fulfillment_request.accepted",
+        TimelineKind.FULFILLMENT_REQUEST_ACCEPTED,
         now,
-        actor="service",
+        actor=Actor.SERVICE,
         fulfillment_order=fo,
         message=None if implicit else data.get("message"),
         data={
@@ -62,24 +65,23 @@ def _answering(action, kind, answer_status, event):
     def handle(service, data, now):
         with store.transaction():
             order, fo = locked_fulfillment_order(data["fulfillment_order_id"], service)
-            if kind == "fulfillment_request":
+            if kind == MerchantRequestKind.FULFILLMENT:
                 _check_request_id(fo, data, now)
             if action == "accept":
                 _accept(order, fo, data, now)
             else:
-                transitions.check(fo, action, now)
-                apply(fo, action, now)
+                transitions.perform(fo, action, now)
                 request = _answer(fo, kind, answer_status, data, now)
                 if action == "accept_cancellation":
-                    cancelled = current_request(fo, "fulfillment_request")
-                    if cancelled is not None and cancelled.status == "accepted":
-                        cancelled.status = "cancelled"
+                    cancelled = current_request(fo, MerchantRequestKind.FULFILLMENT)
+                    if cancelled is not None and cancelled.status == MerchantRequestStatus.ACCEPTED:
+                        cancelled.status = MerchantRequestStatus.CANCELLED
                         cancelled.save()
                 timeline.record(
                     order,
                     event,
                     now,
-                    actor="service",
+                    actor=Actor.SERVICE,
                     fulfillment_order=fo,
                     message=data.get("message"),
                     data={
@@ -111,23 +113,22 @@ def report_shipment(service, data, now):
         # A late shipment is explained by the state it arrived in, before it closes the FO.
         before = f"{effective_fo_status(fo.status, fo.fulfill_at, now)} / {fo.request_status}"
         chosen = shipments.select_lines(fo, data.get("line_items"), over_is_conflict=True)
-        if fo.request_status == "submitted" and not late:
+        if fo.request_status == RequestStatus.SUBMITTED and not late:
             _accept(order, fo, {}, now, implicit=True)
         fulfillment = shipments.record_fulfillment(
             order,
             fo,
             chosen,
             now,
-            created_by="service",
+            created_by=Actor.SERVICE,
             external_id=data["external_id"],
             tracking=data.get("tracking"),
         )
-        if shipments.remaining_of(fo) == 0:
-            fo.status = "closed"
         if late:
             fo.needs_attention = True
         fo.updated_at = now
-        fo.save()
+        if not transitions.finish_if_done(fo, shipments.remaining_of(fo), now):
+            fo.save()
         notification = (
             shipments.notify_customer(order, fulfillment, now)
             if data.get("notify_customer")
@@ -135,9 +136,9 @@ def report_shipment(service, data, now):
         )
         timeline.record(
             order,
-            "fulfillment.created",
+            TimelineKind.FULFILLMENT_CREATED,
             now,
-            actor="service",
+            actor=Actor.SERVICE,
             fulfillment_order=fo,
             message=data.get("message"),
             data={
@@ -172,9 +173,9 @@ def update_tracking(service, data, now):
         fo = FulfillmentOrder.get_by_id(fulfillment.fulfillment_order_id)
         timeline.record(
             order,
-            "fulfillment.tracking_updated",
+            TimelineKind.FULFILLMENT_TRACKING_UPDATED,
             now,
-            actor="service",
+            actor=Actor.SERVICE,
             fulfillment_order=fo,
             data={
                 "fulfillment_id": fulfillment.id,
@@ -195,9 +196,9 @@ def report_event(service, data, now):
         fo = FulfillmentOrder.get_by_id(fulfillment.fulfillment_order_id)
         timeline.record(
             order,
-            "fulfillment.event",
+            TimelineKind.FULFILLMENT_EVENT,
             now,
-            actor="service",
+            actor=Actor.SERVICE,
             fulfillment_order=fo,
             message=data.get("message"),
             data={
@@ -216,14 +217,16 @@ def close(service, data, now):
     """The service gives up on the rest of an FO: it becomes incomplete."""
     with store.transaction():
         order, fo = locked_fulfillment_order(data["fulfillment_order_id"], service)
-        transitions.check(fo, "close", now)
-        apply(fo, "close", now)
-        _answer(fo, "fulfillment_request", "closed", data, now, answering=("accepted",))
+        transitions.perform(fo, "close", now)
+        _answer(
+            fo, MerchantRequestKind.FULFILLMENT, MerchantRequestStatus.CLOSED, data, now,
+            answering=(MerchantRequestStatus.ACCEPTED,),
+        )
         timeline.record(
             order,
-            "fulfillment_order.closed",
+            TimelineKind.FULFILLMENT_ORDER_CLOSED,
             now,
-            actor="service",
+            actor=Actor.SERVICE,
             fulfillment_order=fo,
             message=data.get("message"),
         )
@@ -237,31 +240,33 @@ def message(service, data, now):
         order, fo = locked_fulfillment_order(data["fulfillment_order_id"], service)
         timeline.record(
             order,
-            "fulfillment_order.message",
+            TimelineKind.FULFILLMENT_ORDER_MESSAGE,
             now,
-            actor="service",
+            actor=Actor.SERVICE,
             fulfillment_order=fo,
             message=data["message"],
         )
     return fo, None
 
 
+K, RK, RS = TimelineKind, MerchantRequestKind, MerchantRequestStatus
 HANDLERS = {
-    "fulfillment_request.accepted": _answering(
-        "accept", "fulfillment_request", "accepted", "fulfillment_request.accepted"
+    K.FULFILLMENT_REQUEST_ACCEPTED: _answering(
+        "accept", RK.FULFILLMENT, RS.ACCEPTED, K.FULFILLMENT_REQUEST_ACCEPTED
     ),
-    "fulfillment_request.rejected": _answering(
-        "reject", "fulfillment_request", "rejected", "fulfillment_request.rejected"
+    K.FULFILLMENT_REQUEST_REJECTED: _answering(
+        "reject", RK.FULFILLMENT, RS.REJECTED, K.FULFILLMENT_REQUEST_REJECTED
     ),
-    "cancellation_request.accepted": _answering(
-        "accept_cancellation", "cancellation_request", "accepted", "cancellation_request.accepted"
+    K.CANCELLATION_REQUEST_ACCEPTED: _answering(
+        "accept_cancellation", RK.CANCELLATION, RS.ACCEPTED, K.CANCELLATION_REQUEST_ACCEPTED
     ),
-    "cancellation_request.rejected": _answering(
-        "reject_cancellation", "cancellation_request", "rejected", "cancellation_request.rejected"
+    K.CANCELLATION_REQUEST_REJECTED: _answering(
+        "reject_cancellation", RK.CANCELLATION, RS.REJECTED, K.CANCELLATION_REQUEST_REJECTED
     ),
-    "fulfillment.created": report_shipment,
-    "fulfillment.tracking_updated": update_tracking,
-    "fulfillment.event": report_event,
-    "fulfillment_order.closed": close,
-    "fulfillment_order.message": message,
+    # The service's message types are recorded on the timeline under the same names.
+    K.FULFILLMENT_CREATED: report_shipment,
+    K.FULFILLMENT_TRACKING_UPDATED: update_tracking,
+    K.FULFILLMENT_EVENT: report_event,
+    K.FULFILLMENT_ORDER_CLOSED: close,
+    K.FULFILLMENT_ORDER_MESSAGE: message,
 }

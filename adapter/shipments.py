@@ -3,22 +3,10 @@
 from . import outbox, settings
 from .errors import OverFulfillment, ValidationFailed
 from .models import Fulfillment, FulfillmentLine, FulfillmentOrderLine, ShipmentEvent
+from .vocabulary import MessageType, ShipmentStatus
 
-# Later statuses win over earlier ones reported at the same instant.
-SHIPMENT_STATUSES = (
-    "label_purchased",
-    "label_printed",
-    "confirmed",
-    "ready_for_pickup",
-    "carrier_picked_up",
-    "picked_up",
-    "in_transit",
-    "out_for_delivery",
-    "attempted_delivery",
-    "delayed",
-    "delivered",
-    "failure",
-)
+# Later statuses win over earlier ones reported at the same instant: the enum's order.
+RANK = {status: rank for rank, status in enumerate(ShipmentStatus)}
 
 
 def select_lines(fo, requested, *, over_is_conflict):
@@ -113,7 +101,7 @@ def notify_customer(order, fulfillment, now):
     ]
     outbox.enqueue(
         outbox.NOTIFICATIONS,
-        "shipping_confirmation",
+        MessageType.SHIPPING_CONFIRMATION,
         {
             "order": {
                 "id": order.id,
@@ -164,8 +152,7 @@ def add_event(fulfillment, event, now):
     current_at = fulfillment.shipment_status_at
     newer = current_at is None or event["happened_at"] > current_at or (
         event["happened_at"] == current_at
-        and SHIPMENT_STATUSES.index(event["status"])
-        >= SHIPMENT_STATUSES.index(fulfillment.shipment_status)
+        and RANK[event["status"]] >= RANK[fulfillment.shipment_status]
     )
     if newer:
         fulfillment.shipment_status = event["status"]

@@ -1,4 +1,4 @@
-"""The adapter's words, named once: statuses, reasons, event statuses and timeline kinds.
+"""The adapter's words, named once: statuses, reasons, actions, message types and timeline kinds.
 
 Values equal the text stored and sent, so a member compares equal to its string. The
 transition table, the status rules, the list queries, the schemas (and with them the OpenAPI
@@ -194,6 +194,108 @@ class TransactionKind(StrEnum):
     SALE = "sale"
     REFUND = "refund"
     VOID = "void"
+
+
+class Requester(StrEnum):
+    """Who opened a return (`requested_by`)."""
+
+    CUSTOMER = "customer"
+    MERCHANT = "merchant"
+
+
+class FOAction(StrEnum):
+    """A merchant action on a fulfillment order, as `supported_actions` lists it (SPEC 2.3)."""
+
+    REQUEST_FULFILLMENT = "request_fulfillment"
+    CANCEL_FULFILLMENT_REQUEST = "cancel_fulfillment_request"
+    REQUEST_CANCELLATION = "request_cancellation"
+    REVERT_TO_UNFULFILLED = "revert_to_unfulfilled"
+    MARK_AS_FULFILLED = "mark_as_fulfilled"
+    HOLD = "hold"
+    RELEASE_HOLD = "release_hold"
+    OPEN = "open"
+    SEND_MESSAGE = "send_message"
+
+
+class OrderAction(StrEnum):
+    """A merchant action on an order, as its `supported_actions` lists it (SPEC 3.1)."""
+
+    EDIT = "edit"
+    CANCEL = "cancel"
+    ARCHIVE = "archive"
+    UNARCHIVE = "unarchive"
+    MARK_AS_PAID = "mark_as_paid"
+    CAPTURE = "capture"
+    REFUND = "refund"
+    VOID = "void"
+    CREATE_RETURN = "create_return"
+    ADD_COMMENT = "add_comment"
+
+
+class ReturnAction(StrEnum):
+    """A merchant action on a return, as its `supported_actions` lists it (SPEC 3.1)."""
+
+    APPROVE = "approve"
+    DECLINE = "decline"
+    COMPLETE_INSPECTION = "complete_inspection"
+    CLOSE = "close"
+
+
+class MessageType(StrEnum):
+    """The `type` of a message the adapter sends through the outbox."""
+
+    FULFILLMENT_REQUEST_SUBMITTED = "fulfillment_request.submitted"
+    FULFILLMENT_REQUEST_WITHDRAWN = "fulfillment_request.withdrawn"
+    CANCELLATION_REQUEST_SUBMITTED = "cancellation_request.submitted"
+    FULFILLMENT_ORDER_REVERTED = "fulfillment_order.reverted"
+    MERCHANT_MESSAGE = "merchant.message"
+    SHIPPING_CONFIRMATION = "shipping_confirmation"
+
+
+class TimelineKind(StrEnum):
+    """The `kind` of a timeline event (SPEC 6): every kind the adapter writes."""
+
+    ORDER_CREATED = "order.created"
+    ORDER_EDITED = "order.edited"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_ARCHIVED = "order.archived"
+    ORDER_UNARCHIVED = "order.unarchived"
+    COMMENT = "comment"
+    TRANSACTION_AUTHORIZATION = "transaction.authorization"
+    TRANSACTION_CAPTURE = "transaction.capture"
+    TRANSACTION_SALE = "transaction.sale"
+    TRANSACTION_REFUND = "transaction.refund"
+    TRANSACTION_VOID = "transaction.void"
+    RETURN_REQUESTED = "return.requested"
+    RETURN_CREATED = "return.created"
+    RETURN_APPROVED = "return.approved"
+    RETURN_DECLINED = "return.declined"
+    RETURN_INSPECTION_COMPLETED = "return.inspection_completed"
+    RETURN_CLOSED = "return.closed"
+    # A message sent to a service is recorded under its own type.
+    FULFILLMENT_REQUEST_SUBMITTED = MessageType.FULFILLMENT_REQUEST_SUBMITTED.value
+    FULFILLMENT_REQUEST_WITHDRAWN = MessageType.FULFILLMENT_REQUEST_WITHDRAWN.value
+    FULFILLMENT_REQUEST_ACCEPTED = "fulfillment_request.accepted"
+    FULFILLMENT_REQUEST_REJECTED = "fulfillment_request.rejected"
+    FULFILLMENT_REQUEST_FAILED = "fulfillment_request.failed"
+    FULFILLMENT_REQUEST_RESUBMITTED = "fulfillment_request.resubmitted"
+    CANCELLATION_REQUEST_SUBMITTED = MessageType.CANCELLATION_REQUEST_SUBMITTED.value
+    CANCELLATION_REQUEST_ACCEPTED = "cancellation_request.accepted"
+    CANCELLATION_REQUEST_REJECTED = "cancellation_request.rejected"
+    CANCELLATION_REQUEST_FAILED = "cancellation_request.failed"
+    CANCELLATION_REQUEST_RESUBMITTED = "cancellation_request.resubmitted"
+    FULFILLMENT_ORDER_REVERTED = MessageType.FULFILLMENT_ORDER_REVERTED.value
+    MERCHANT_MESSAGE = MessageType.MERCHANT_MESSAGE.value
+    MESSAGE_FAILED = "message.failed"
+    FULFILLMENT_CREATED = "fulfillment.created"
+    FULFILLMENT_TRACKING_UPDATED = "fulfillment.tracking_updated"
+    FULFILLMENT_EVENT = "fulfillment.event"
+    FULFILLMENT_ORDER_CLOSED = "fulfillment_order.closed"
+    FULFILLMENT_ORDER_MESSAGE = "fulfillment_order.message"
+    FULFILLMENT_ORDER_HELD = "fulfillment_order.held"
+    FULFILLMENT_ORDER_HOLD_RELEASED = "fulfillment_order.hold_released"
+    FULFILLMENT_ORDER_OPENED = "fulfillment_order.opened"
+    FULFILLMENT_ORDER_ACKNOWLEDGED = "fulfillment_order.acknowledged"
 
 
 class Actor(StrEnum):

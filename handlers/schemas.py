@@ -3,41 +3,41 @@
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from adapter.money import MAX_INTEGER_DIGITS
-from adapter.shipments import SHIPMENT_STATUSES
 from adapter.times import parse_rfc3339
+from adapter.vocabulary import (
+    UNPAID,
+    Actor,
+    FOAction,
+    FOStatus,
+    FulfillmentStatus,
+    HoldReason,
+    MerchantRequestKind,
+    MerchantRequestStatus,
+    OrderAction,
+    OrderStatus,
+    PaymentMarker,
+    PaymentStatus,
+    RejectReason,
+    Requester,
+    RequestStatus,
+    ReturnAction,
+    ReturnReason,
+    ReturnState,
+    ReturnStatus,
+    ShipmentStatus,
+    TimelineKind,
+    TransactionKind,
+    Workflow,
+)
 
-HOLD_REASONS = (
-    "awaiting_payment",
-    "high_risk_of_fraud",
-    "incorrect_address",
-    "inventory_out_of_stock",
-    "unknown_delivery_date",
-    "online_store_post_purchase_cross_sell",
-    "awaiting_return_items",
-    "other",
-)
-REJECT_REASONS = (
-    "incorrect_address",
-    "inventory_out_of_stock",
-    "ineligible_product",
-    "undeliverable_destination",
-    "invalid_sku",
-    "order_too_large",
-    "other",
-)
-RETURN_REASONS = (
-    "color",
-    "defective",
-    "not_as_described",
-    "size_too_large",
-    "size_too_small",
-    "style",
-    "unwanted",
-    "wrong_item",
-    "unknown",
-    "other",
-)
-TRANSACTION_KINDS = ("authorization", "capture", "sale", "refund", "void")
+
+def values(*vocabularies):
+    """Return the text of every word of the given vocabularies (StrEnums or words), in order."""
+    return tuple(str(word) for vocabulary in vocabularies for word in (
+        vocabulary if isinstance(vocabulary, type) else [vocabulary]))
+
+
+REJECT_REASONS = values(RejectReason)
 MAX_TEXT = 5000
 AMOUNT = rf"^[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,3}})?$"
 AMOUNT_ERROR = (
@@ -148,12 +148,12 @@ class NewLineItemSchema(StrictSchema):
 
 
 class HoldSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.OneOf(HOLD_REASONS))
+    reason = fields.String(required=True, validate=validate.OneOf(values(HoldReason)))
     note = Text(allow_none=True)
 
 
 class TransactionInSchema(StrictSchema):
-    kind = fields.String(required=True, validate=validate.OneOf(TRANSACTION_KINDS))
+    kind = fields.String(required=True, validate=validate.OneOf(values(TransactionKind)))
     amount = Amount(allow_none=True)
     expires_at = UTCDateTime(allow_none=True)
     return_id = Id(allow_none=True)
@@ -196,11 +196,13 @@ class CancelOrderSchema(StrictSchema):
 class ReturnLineInSchema(StrictSchema):
     line_item_id = Id(required=True)
     quantity = Quantity(required=True)
-    reason = fields.String(load_default="unknown", validate=validate.OneOf(RETURN_REASONS))
+    reason = fields.String(
+        load_default=str(ReturnReason.UNKNOWN), validate=validate.OneOf(values(ReturnReason))
+    )
 
 
 class ReturnInSchema(StrictSchema):
-    requested_by = fields.String(required=True, validate=validate.OneOf(("customer", "merchant")))
+    requested_by = fields.String(required=True, validate=validate.OneOf(values(Requester)))
     line_items = fields.List(
         fields.Nested(ReturnLineInSchema), required=True, validate=validate.Length(min=1, max=500)
     )
@@ -239,7 +241,7 @@ class MarkFulfilledSchema(StrictSchema):
 
 
 class HoldInSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.OneOf(HOLD_REASONS))
+    reason = fields.String(required=True, validate=validate.OneOf(values(HoldReason)))
     note = Text(allow_none=True)
 
 
@@ -270,28 +272,10 @@ def _comma_list(choices):
 
 
 class OrderQuerySchema(StrictSchema):
-    order_status = _comma_list(("open", "archived", "cancelled"))
-    payment_status = _comma_list(
-        (
-            "voided",
-            "refunded",
-            "partially_refunded",
-            "paid",
-            "partially_paid",
-            "expired",
-            "authorized",
-            "overdue",
-            "pending",
-            "unpaid",
-            "expiring",
-        )
-    )
-    fulfillment_status = _comma_list(
-        ("fulfilled", "partially_fulfilled", "on_hold", "scheduled", "in_progress", "unfulfilled")
-    )
-    return_status = _comma_list(
-        ("return_requested", "inspection_complete", "return_in_progress", "returned")
-    )
+    order_status = _comma_list(values(OrderStatus))
+    payment_status = _comma_list(values(PaymentStatus, UNPAID, PaymentMarker))
+    fulfillment_status = _comma_list(values(FulfillmentStatus))
+    return_status = _comma_list(values(ReturnStatus))
     service = CommaList(fields.String(validate=validate.Length(min=1, max=64)))
     needs_attention = QueryBoolean()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=250))
@@ -360,7 +344,7 @@ class TrackingUpdatedSchema(WebhookSchema):
 
 class ShipmentEventSchema(WebhookSchema):
     external_id = NonBlank(max=255, required=True)
-    status = fields.String(required=True, validate=validate.OneOf(SHIPMENT_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(values(ShipmentStatus)))
     happened_at = UTCDateTime(required=True)
     message = Text(allow_none=True)
     estimated_delivery_at = UTCDateTime(allow_none=True)
@@ -383,8 +367,16 @@ WEBHOOK_DATA_SCHEMAS = {
 # ---- output -------------------------------------------------------------------------------
 
 
+def OneOfString(*choices, **kwargs):  # noqa: N802 - reads like a field class
+    """Return an output string field that the OpenAPI document lists as an enum of `choices`.
+
+    `choices` are vocabularies or words, as `values` takes them.
+    """
+    return fields.String(validate=validate.OneOf(values(*choices)), **kwargs)
+
+
 class HoldOutSchema(Schema):
-    reason = fields.String()
+    reason = OneOfString(HoldReason)
     note = fields.String(allow_none=True)
 
 
@@ -399,9 +391,9 @@ class FOLineOutSchema(Schema):
 
 class MerchantRequestOutSchema(Schema):
     id = fields.Integer()
-    kind = fields.String()
+    kind = OneOfString(MerchantRequestKind)
     message = fields.String(allow_none=True)
-    status = fields.String()
+    status = OneOfString(MerchantRequestStatus)
     sent_at = UTCDateTime()
     answered_at = UTCDateTime(allow_none=True)
     answer_message = fields.String(allow_none=True)
@@ -411,16 +403,16 @@ class FulfillmentOrderOutSchema(Schema):
     id = fields.Integer()
     order_id = fields.Integer()
     service = fields.String(allow_none=True)
-    workflow = fields.String(allow_none=True)
-    status = fields.String()
-    request_status = fields.String()
+    workflow = OneOfString(Workflow.NEW, Workflow.LEGACY, allow_none=True)
+    status = OneOfString(FOStatus)
+    request_status = OneOfString(RequestStatus)
     fulfill_at = UTCDateTime(allow_none=True)
     hold = fields.Nested(HoldOutSchema, allow_none=True)
     needs_attention = fields.Boolean()
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
     line_items = fields.List(fields.Nested(FOLineOutSchema))
-    supported_actions = fields.List(fields.String())
+    supported_actions = fields.List(OneOfString(FOAction))
     merchant_requests = fields.List(fields.Nested(MerchantRequestOutSchema))
 
 
@@ -436,7 +428,7 @@ class FulfillmentLineOutSchema(Schema):
 
 
 class ShipmentEventOutSchema(Schema):
-    status = fields.String()
+    status = OneOfString(ShipmentStatus)
     happened_at = UTCDateTime()
     message = fields.String(allow_none=True)
     estimated_delivery_at = UTCDateTime(allow_none=True)
@@ -448,9 +440,9 @@ class FulfillmentOutSchema(Schema):
     order_id = fields.Integer()
     fulfillment_order_id = fields.Integer()
     external_id = fields.String(allow_none=True)
-    created_by = fields.String()
+    created_by = OneOfString(Actor.SERVICE, Actor.MERCHANT)
     status = fields.String()
-    shipment_status = fields.String(allow_none=True)
+    shipment_status = OneOfString(ShipmentStatus, allow_none=True)
     estimated_delivery_at = UTCDateTime(allow_none=True)
     created_at = UTCDateTime()
     tracking = fields.Nested(TrackingOutSchema)
@@ -461,7 +453,7 @@ class FulfillmentOutSchema(Schema):
 class TransactionOutSchema(Schema):
     id = fields.Integer()
     order_id = fields.Integer()
-    kind = fields.String()
+    kind = OneOfString(TransactionKind)
     amount = fields.String()
     expires_at = UTCDateTime(allow_none=True)
     return_id = fields.Integer(allow_none=True)
@@ -472,17 +464,18 @@ class ReturnLineOutSchema(Schema):
     id = fields.Integer()
     line_item_id = fields.Integer()
     quantity = fields.Integer()
-    reason = fields.String()
+    reason = OneOfString(ReturnReason)
 
 
 class ReturnOutSchema(Schema):
     id = fields.Integer()
     order_id = fields.Integer()
-    status = fields.String()
-    requested_by = fields.String()
+    status = OneOfString(ReturnState)
+    requested_by = OneOfString(Requester)
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
     line_items = fields.List(fields.Nested(ReturnLineOutSchema))
+    supported_actions = fields.List(OneOfString(ReturnAction))
 
 
 class LineItemOutSchema(Schema):
@@ -506,11 +499,11 @@ class OrderOutSchema(Schema):
     updated_at = UTCDateTime()
     cancelled_at = UTCDateTime(allow_none=True)
     cancel_reason = fields.String(allow_none=True)
-    order_status = fields.List(fields.String())
-    payment_status = fields.String()
-    payment_markers = fields.List(fields.String())
-    fulfillment_status = fields.String()
-    return_status = fields.String(allow_none=True)
+    order_status = fields.List(OneOfString(OrderStatus))
+    payment_status = OneOfString(PaymentStatus)
+    payment_markers = fields.List(OneOfString(PaymentMarker))
+    fulfillment_status = OneOfString(FulfillmentStatus)
+    return_status = OneOfString(ReturnStatus, allow_none=True)
     needs_attention = fields.Boolean()
     total_price = fields.String()
     amount_authorized = fields.String()
@@ -522,6 +515,12 @@ class OrderOutSchema(Schema):
     fulfillments = fields.List(fields.Nested(FulfillmentOutSchema))
     transactions = fields.List(fields.Nested(TransactionOutSchema))
     returns = fields.List(fields.Nested(ReturnOutSchema))
+    supported_actions = fields.List(OneOfString(OrderAction))
+    locked_by_fulfillment_order_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "The FO whose request in progress blocks edits, refunds and "
+                  "cancellation."},
+    )
 
 
 class OrderListSchema(Schema):
@@ -532,8 +531,8 @@ class OrderListSchema(Schema):
 class TimelineEventOutSchema(Schema):
     id = fields.Integer()
     at = UTCDateTime()
-    actor = fields.String()
-    kind = fields.String()
+    actor = OneOfString(Actor)
+    kind = OneOfString(TimelineKind)
     fulfillment_order_id = fields.Integer(allow_none=True)
     message = fields.String(allow_none=True)
     data = fields.Dict()
@@ -563,8 +562,8 @@ class WebhookResultSchema(Schema):
 
 class FOStateSchema(Schema):
     id = fields.Integer()
-    status = fields.String()
-    request_status = fields.String()
+    status = OneOfString(FOStatus)
+    request_status = OneOfString(RequestStatus)
 
 
 class ProblemSchema(Schema):

@@ -1,17 +1,25 @@
 """Every error is RFC 9457 problem+json with a stable code (SPEC 5), and no input gets a 500."""
 
+import importlib
 import json
 
 import pytest
-from conftest import TOKEN, fo_of, order_payload
+from conftest import TOKEN, ServiceSide, fo_of, order_payload
 
+from adapter.errors import AdapterError
+
+# SPEC 5's stable codes, and the 503 of a store that is down.
 SPEC_CODES = {
     "unauthorized", "not_found", "malformed_json", "validation_failed", "unsupported_media_type",
     "payload_too_large", "signature_invalid", "invalid_transition", "order_locked",
-    "idempotency_conflict", "over_fulfillment", "method_not_allowed",
+    "idempotency_conflict", "over_fulfillment", "method_not_allowed", "store_unavailable",
 }
-# Produced only by the service side (`POST /webhooks/{service}` with a valid signature).
-WEBHOOK_ONLY_CODES = {"signature_invalid", "idempotency_conflict"}
+# Codes a request cannot cause here, each with the test (module, function) that causes it.
+CAUSED_ELSEWHERE = {
+    "store_unavailable": (
+        "test_store_start", "test_a_full_sqlite_disk_answers_503_keeps_everything_and_recovers"
+    ),
+}
 MAX_WEBHOOK_BODY = 262144
 
 
@@ -58,6 +66,22 @@ def over_fulfill(api, order):
     acme = fo_of(order, "acme")
     return api.post(f"/fulfillment_orders/{acme['id']}/mark_fulfilled",
                     {"line_items": [{"id": acme["line_items"][0]["id"], "quantity": 99}]})
+
+
+def unsigned_webhook(api, order):
+    body = json_bytes({"type": "fulfillment_order.message", "data": {
+        "fulfillment_order_id": fo_of(order, "acme")["id"], "message": "hello"}})
+    return send(api, "POST", "/webhooks/acme", body, "application/json", token=None)
+
+
+def webhook_id_reused_with_another_body(api, order):
+    service = ServiceSide(api.client, outbound=None)
+    fo_id = fo_of(order, "acme")["id"]
+    for message in ("first", "second"):
+        response = service.send("acme", "fulfillment_order.message",
+                                {"fulfillment_order_id": fo_id, "message": message},
+                                webhook_id="msg_reused")
+    return response
 
 
 def oversized_webhook(api, order):
@@ -136,7 +160,13 @@ ERROR_CASES = [
     ("edit while in progress", edit_while_in_progress, 409, "order_locked"),
     ("over-fulfillment", over_fulfill, 409, "over_fulfillment"),
     ("webhook body too large", oversized_webhook, 413, "payload_too_large"),
+    ("unsigned webhook", unsigned_webhook, 401, "signature_invalid"),
+    ("webhook id reused with another body", webhook_id_reused_with_another_body, 422,
+     "idempotency_conflict"),
 ]
+# Cases that change something before the error they show.
+WRITING_CASES = {"cancel twice", "edit while in progress", "approve a declined return",
+                 "webhook id reused with another body"}
 
 
 @pytest.mark.parametrize(("call", "status", "code"), [case[1:] for case in ERROR_CASES],
@@ -151,21 +181,37 @@ def test_error_is_problem_json_with_a_stable_code(api, order, call, status, code
     assert (body["status"], body["code"]) == (status, code)
     for key in ("type", "title", "detail"):
         assert isinstance(body[key], str) and body[key].strip(), key
-    if status == 422:
+    if code == "validation_failed":
         assert isinstance(body["errors"], dict) and body["errors"]
         for field, messages in body["errors"].items():
             assert isinstance(field, str)
             assert messages and all(isinstance(m, str) and m for m in messages)
     else:
         assert "errors" not in body
-    if status == 401:
+    if code == "unauthorized":
         assert response.headers["WWW-Authenticate"].split()[0] == "Bearer"
     if status == 405:
         assert response.headers["Allow"]
 
 
-def test_every_merchant_api_error_code_has_a_case_above():
-    assert {case[3] for case in ERROR_CASES} == SPEC_CODES - WEBHOOK_ONLY_CODES
+def error_classes(base=AdapterError):
+    """Every subclass of `base`, at any depth."""
+    for cls in base.__subclasses__():
+        yield cls
+        yield from error_classes(cls)
+
+
+def test_every_error_class_has_a_case_of_its_code_and_status():
+    statuses = {cls.code: cls.status for cls in error_classes()}
+    assert {case[3] for case in ERROR_CASES} | set(CAUSED_ELSEWHERE) == set(statuses)
+    for name, _, status, code in ERROR_CASES:
+        assert statuses[code] == status, name
+    for module, test in CAUSED_ELSEWHERE.values():
+        assert callable(getattr(importlib.import_module(module), test))
+
+
+def test_the_error_codes_are_the_spec_codes():
+    assert {cls.code for cls in error_classes()} == SPEC_CODES
 
 
 def test_an_error_writes_nothing(api, order):
@@ -173,7 +219,7 @@ def test_an_error_writes_nothing(api, order):
     events = api.get(f"/orders/{order['id']}/timeline").body
 
     for case in ERROR_CASES:
-        if case[0] not in ("cancel twice", "edit while in progress", "approve a declined return"):
+        if case[0] not in WRITING_CASES:
             case[1](api, order)
 
     assert api.get(f"/orders/{order['id']}").body == before

@@ -12,7 +12,17 @@ from types import SimpleNamespace
 import pytest
 
 from adapter.errors import InvalidTransition
-from adapter.transitions import MERCHANT_ACTIONS, check, is_allowed, supported_actions
+from adapter.transitions import (
+    MERCHANT_ACTIONS,
+    TRANSITIONS,
+    check,
+    finish_if_done,
+    is_allowed,
+    perform,
+    perform_on_return,
+    supported_actions,
+    supported_return_actions,
+)
 
 NOW = datetime(2026, 3, 10, 12, 0, 0)
 REMAINING = 3
@@ -69,12 +79,46 @@ NEW_WORKFLOW = {
     # system: cancelling the order cancels every FO with remaining quantity, never one that is
     # in_progress (SPEC 2.3: the order cannot be cancelled then)
     "cancel_with_order": {"open": ANY, "scheduled": ANY, "on_hold": ANY, "incomplete": ANY},
+    # nothing remains to fulfill: the FO is closed, whatever it was waiting for
+    "finish": {status: ANY for status in STATUSES if status != "closed"},
+    # an undeliverable message undoes what it promised; sending it again puts that back
+    "fail_request": {"in_progress": {"submitted"}},
+    "fail_cancellation_request": {"in_progress": {"cancellation_requested"}},
+    "resubmit_request": {"open": {"unsubmitted"}},
+    "resubmit_cancellation_request": {"in_progress": {"accepted"}},
+}
+# What each action leaves: (status, request_status), None where that part is kept as it was.
+# Mark as fulfilled, a shipment and a note leave the state alone (`finish` closes the FO).
+RESULTS = {
+    "request_fulfillment": ("in_progress", "submitted"),
+    "cancel_fulfillment_request": ("open", "unsubmitted"),
+    "request_cancellation": ("in_progress", "cancellation_requested"),
+    "revert_to_unfulfilled": ("open", "unsubmitted"),
+    "mark_as_fulfilled": (None, None),
+    "hold": ("on_hold", None),
+    "release_hold": ("open", None),
+    "open": ("open", None),
+    "send_message": (None, None),
+    "accept": ("in_progress", "accepted"),
+    "reject": ("open", "rejected"),
+    "accept_cancellation": ("open", "cancellation_accepted"),
+    "reject_cancellation": ("in_progress", "cancellation_rejected"),
+    "ship": (None, None),
+    "close": ("incomplete", "closed"),
+    "cancel_with_order": ("cancelled", None),
+    "finish": ("closed", None),
+    "fail_request": ("open", "unsubmitted"),
+    "fail_cancellation_request": ("in_progress", "accepted"),
+    "resubmit_request": ("in_progress", "submitted"),
+    "resubmit_cancellation_request": ("in_progress", "cancellation_requested"),
 }
 # Legacy: as new, but the merchant cannot withdraw, request cancellation or revert.
 LEGACY_REFUSED = {"cancel_fulfillment_request", "request_cancellation", "revert_to_unfulfilled"}
 # Merchant-managed: no requests; mark as fulfilled, hold, release hold and open early only
-# (and its FOs are cancelled with the order like any other).
-MERCHANT_MANAGED_ROWS = {"mark_as_fulfilled", "hold", "release_hold", "open", "cancel_with_order"}
+# (and its FOs are cancelled with the order, and closed when nothing remains, like any other).
+MERCHANT_MANAGED_ROWS = {
+    "mark_as_fulfilled", "hold", "release_hold", "open", "cancel_with_order", "finish",
+}
 
 WORKFLOWS = {
     "new": ("acme", "new"),
@@ -97,14 +141,18 @@ def make_fo(workflow, status, request_status="unsubmitted", fulfill_at=None):
     service, workflow_name = WORKFLOWS[workflow]
     if status == "scheduled" and fulfill_at is None:
         fulfill_at = NOW + timedelta(days=1)
-    return SimpleNamespace(
+    fo = SimpleNamespace(
         id=7,
         service=service,
         workflow=workflow_name,
         status=status,
         request_status=request_status,
         fulfill_at=fulfill_at,
+        updated_at=None,
+        saves=0,
     )
+    fo.save = lambda: setattr(fo, "saves", fo.saves + 1)
+    return fo
 
 
 def refusal(fo, action, remaining=REMAINING):
@@ -295,3 +343,97 @@ def test_failed_delivery_rolls_back_only_the_request_in_flight(action, request_s
     assert is_allowed(make_fo("new", "in_progress", request_status), action, NOW, REMAINING)
     assert not is_allowed(make_fo("new", "open", "unsubmitted"), action, NOW, REMAINING)
     assert not is_allowed(make_fo("merchant_managed", "in_progress", request_status), action, NOW, REMAINING)
+
+
+def test_the_table_has_exactly_the_rows_written_here():
+    assert set(TRANSITIONS) == set(NEW_WORKFLOW) == set(RESULTS)
+
+
+PERFORM_CASES = [
+    pytest.param(workflow, action, status, request_status,
+                 id=f"{workflow}-{action}-{status}/{request_status}")
+    for workflow in WORKFLOWS
+    for action in NEW_WORKFLOW
+    for status, request_status in STATES
+    if expected_allowed(workflow, action, status, request_status)
+]
+
+
+@pytest.mark.parametrize(("workflow", "action", "status", "request_status"), PERFORM_CASES)
+def test_perform_writes_the_result_the_spec_gives(workflow, action, status, request_status):
+    fo = make_fo(workflow, status, request_status)
+    before = NOW - timedelta(days=1)
+    fo.updated_at = before
+
+    perform(fo, action, NOW, REMAINING)
+
+    result_status, result_request = RESULTS[action]
+    assert (fo.status, fo.request_status) == (result_status or status, result_request or request_status)
+    changes_state = RESULTS[action] != (None, None)
+    assert (fo.updated_at, fo.saves) == ((NOW, 1) if changes_state else (before, 0))
+
+
+REFUSED_CASES = [
+    pytest.param(workflow, action, status, request_status,
+                 id=f"{workflow}-{action}-{status}/{request_status}")
+    for workflow in WORKFLOWS
+    for action in NEW_WORKFLOW
+    for status, request_status in STATES
+    if not expected_allowed(workflow, action, status, request_status)
+]
+
+
+@pytest.mark.parametrize(("workflow", "action", "status", "request_status"), REFUSED_CASES)
+def test_perform_writes_nothing_where_the_spec_refuses(workflow, action, status, request_status):
+    fo = make_fo(workflow, status, request_status)
+
+    with pytest.raises(InvalidTransition):
+        perform(fo, action, NOW, REMAINING)
+
+    assert (fo.status, fo.request_status, fo.updated_at, fo.saves) == (status, request_status, None, 0)
+
+
+@pytest.mark.parametrize("workflow", list(WORKFLOWS))
+@pytest.mark.parametrize("status", [s for s in STATUSES if s != "closed"])
+def test_a_fulfillment_order_with_nothing_remaining_is_closed_by_the_finish_row(workflow, status):
+    fo = make_fo(workflow, status, "accepted" if status == "in_progress" else "unsubmitted")
+
+    assert finish_if_done(fo, 1, NOW) is False
+    assert (fo.status, fo.saves) == (status, 0)
+    assert finish_if_done(fo, 0, NOW) is True
+    assert (fo.status, fo.updated_at, fo.saves) == ("closed", NOW, 1)
+    assert finish_if_done(fo, 0, NOW) is False
+    assert fo.saves == 1
+
+
+# SPEC 2.5: action -> (the return statuses it is allowed from, the status it leaves).
+RETURN_STATUSES = ("requested", "in_progress", "inspection_complete", "returned", "declined")
+RETURN_TABLE = {
+    "approve": ({"requested"}, "in_progress"),
+    "decline": ({"requested"}, "declined"),
+    "complete_inspection": ({"in_progress"}, "inspection_complete"),
+    "close": ({"in_progress", "inspection_complete"}, "returned"),
+}
+
+
+@pytest.mark.parametrize("status", RETURN_STATUSES)
+@pytest.mark.parametrize("action", list(RETURN_TABLE))
+def test_return_action_runs_exactly_where_the_spec_says_and_writes_its_result(action, status):
+    allowed, result = RETURN_TABLE[action]
+    return_ = SimpleNamespace(status=status, updated_at=None, save=lambda: None)
+
+    if status in allowed:
+        perform_on_return(return_, action, NOW)
+        assert (return_.status, return_.updated_at) == (result, NOW)
+    else:
+        with pytest.raises(InvalidTransition) as refused:
+            perform_on_return(return_, action, NOW)
+        assert refused.value.extra == {"current_status": status}
+        assert (return_.status, return_.updated_at) == (status, None)
+
+
+@pytest.mark.parametrize("status", RETURN_STATUSES)
+def test_a_return_offers_exactly_the_actions_allowed_from_its_status(status):
+    assert supported_return_actions(status) == [
+        action for action, (allowed, _) in RETURN_TABLE.items() if status in allowed
+    ]
