@@ -238,10 +238,10 @@ def _build(tree, origins, environ):
     if any(not token.strip() for token in values["merchant.api_tokens"]):
         raise origins.error(("merchant", "api_tokens"), "tokens must not be blank")
     token_names = _named_tokens(values["merchant.tokens"], origins)
-    api_tokens = (*values["merchant.api_tokens"], *token_names)
-    if len(set(api_tokens)) != len(api_tokens):
+    if set(token_names) & set(values["merchant.api_tokens"]):
         raise origins.error(("merchant", "tokens"),
-                            "a token is listed twice (in api_tokens or tokens); give each once")
+                            "a named token is also in api_tokens; give each token once")
+    api_tokens = (*values["merchant.api_tokens"], *token_names)
     if not values["outbox.retry_schedule"]:
         raise origins.error(("outbox", "retry_schedule"), "must list at least one attempt")
     if any(delay < 0 for delay in values["outbox.retry_schedule"]):
