@@ -9,7 +9,7 @@ import json
 
 import peewee
 
-from . import prepared
+from . import prepared, search_keys
 from .store import database
 
 
@@ -77,10 +77,16 @@ class Order(BaseModel):
     scheduled_until = peewee.DateTimeField(null=True)
     return_state = peewee.CharField(max_length=32, null=True)
     needs_attention = peewee.BooleanField(default=False)
+    # derived: what `GET /orders?q=` looks up (see search_keys.py), kept by `save`
+    email_key = peewee.CharField(max_length=320, null=True)
+    phone_key = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "orders"
         indexes = (
+            (("name",), False),
+            (("email_key",), False),
+            (("phone_key",), False),
             (("archived", "id"), False),
             (("payment_state", "id"), False),
             # `expiring` reads a window of expiry times: its orders, however old the store.
@@ -89,6 +95,14 @@ class Order(BaseModel):
             (("return_state", "id"), False),
             (("needs_attention", "id"), False),
         )
+
+    def save(self, force_insert=False, only=None):
+        """Save, recomputing the search keys of the contact details written."""
+        if self.id is None or "email" in self._dirty:
+            self.email_key = search_keys.email_key(self.email)
+        if self.id is None or "shipping_address" in self._dirty:
+            self.phone_key = search_keys.phone_key_of_address(self.shipping_address)
+        return super().save(force_insert=force_insert, only=only)
 
 
 class LineItem(BaseModel):
@@ -166,7 +180,11 @@ class Fulfillment(BaseModel):
     created_at = peewee.DateTimeField()
 
     class Meta:
-        indexes = ((("service", "external_id"), True),)
+        indexes = (
+            (("service", "external_id"), True),
+            # `GET /orders?q=` finds an order by the tracking number of any of its shipments.
+            (("tracking_number",), False),
+        )
 
 
 class FulfillmentLine(BaseModel):
@@ -220,6 +238,8 @@ class TimelineEvent(BaseModel):
     order = peewee.ForeignKeyField(Order, backref="timeline", on_delete="CASCADE")
     at = peewee.DateTimeField()
     actor = peewee.CharField(max_length=16)
+    # The name of the merchant token that acted (`[[merchant.tokens]]`), else null.
+    actor_name = peewee.CharField(max_length=255, null=True)
     kind = peewee.CharField(max_length=64)
     fulfillment_order_id = peewee.IntegerField(null=True)
     message = peewee.TextField(null=True)

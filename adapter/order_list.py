@@ -12,7 +12,9 @@ every match of every value and sort them all.) The other filters, `service` amon
 EXISTS probe per order), are checked on the rows walked; SQLite, which keeps no statistics, is
 kept from walking their indexes instead by a unary `+` on their columns. `expiring` is the
 exception: a window of expiry times holds few orders however old the store, so they are read
-from the (payment_state, auth_expires_at) index and sorted.
+from the (payment_state, auth_expires_at) index and sorted. So is a search (`q`): the orders
+it names are found through the indexes of its keys (name, external_id, email and phone keys,
+tracking number), few however large the store, and every filter is checked on them.
 """
 
 from datetime import timedelta
@@ -21,8 +23,8 @@ from operator import add, and_, or_
 
 from peewee import SQL, NodeList, fn
 
-from . import store
-from .models import FulfillmentOrder, Order
+from . import search_keys, store
+from .models import Fulfillment, FulfillmentOrder, Order
 from .vocabulary import UNPAID, UNPAID_STATUSES, FulfillmentStatus, OrderStatus, PaymentMarker
 from .vocabulary import PaymentStatus as P
 
@@ -130,21 +132,41 @@ def _with_service(services):
     )
 
 
+def _found_by(text):
+    """The orders `q` names, each term an index lookup (one OR: an order may match twice)."""
+    text = text.strip()
+    names = [text, f"#{text}"] if text.isdigit() else [text]
+    found = Order.name.in_(names) | (Order.external_id == text) | Order.id.in_(
+        # Carriers print tracking numbers in capitals; people type them in any case.
+        Fulfillment.select(Fulfillment.order).where(
+            Fulfillment.tracking_number.in_(list(dict.fromkeys([text, text.upper()])))
+        )
+    )
+    if email := search_keys.email_key(text):
+        found |= Order.email_key == email
+    if phone := search_keys.phone_key(text):
+        found |= Order.phone_key == phone
+    return found
+
+
 def list_query(filters, limit, after_id, now, expiring_days):
     """Return the query `list_orders` runs: up to `limit + 1` orders, newest first."""
     conditions = _part_conditions(now, expiring_days)
     state_filters = _state_filters(filters)
-    checked = []
-    if state_filters:
+    others = []
+    if filters.get("q"):
+        # A search names few orders: read them all (a window, see the docstring), check the rest.
+        branches, others = [(_found_by(filters["q"]), True)], state_filters
+    elif state_filters:
         column, parts = state_filters[0]
-        branches = _alternatives(column, parts, conditions)
-        checked = [
-            reduce(or_, (alternative for alternative, _ in
-                         _alternatives(_unindexed(column), parts, conditions)))
-            for column, parts in state_filters[1:]
-        ]
+        branches, others = _alternatives(column, parts, conditions), state_filters[1:]
     else:
         branches = [(None, False)]
+    checked = [
+        reduce(or_, (alternative for alternative, _ in
+                     _alternatives(_unindexed(column), parts, conditions)))
+        for column, parts in others
+    ]
     if filters.get("service"):
         checked.append(_with_service(filters["service"]))
 

@@ -4,16 +4,18 @@ import logging
 import threading
 
 import peewee
+from playhouse import migrate
 
-from . import models, store
+from . import models, search_keys, store
 from .errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 # Raise it whenever the models gain a table or an index: a database recording an older
 # version gets what is missing on the next start, and one at the current version is left alone.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
+BACKFILL_BATCH = 1000
 
 
 def _amount_authorized_net_of_voids():
@@ -21,8 +23,55 @@ def _amount_authorized_net_of_voids():
     models.Order.update(authorized_minor=0).where(models.Order.voided == True).execute()  # noqa: E712
 
 
-# What an older database needs, besides missing tables and indexes, to reach each version.
-UPGRADES = {2: _amount_authorized_net_of_voids}
+def _add_columns(model, *names):
+    """Add the model's columns `names` that its stored table lacks (a rerun adds nothing)."""
+    table = model._meta.table_name
+    present = {column.name for column in store.database.get_columns(table)}
+    for name in names:
+        field = model._meta.fields[name]
+        if field.column_name not in present:
+            migrator = migrate.SchemaMigrator.from_database(store.database.obj)
+            migrate.migrate(migrator.add_column(table, field.column_name, field))
+
+
+def _search_keys():
+    # Version 3 finds orders by email and phone (`GET /orders?q=`): key the stored orders,
+    # a batch of rows per statement so that a store of millions upgrades in minutes at most.
+    _add_columns(models.Order, "email_key", "phone_key")
+    Order = models.Order
+    last = 0
+    while True:
+        batch = list(
+            Order.select(Order.id, Order.email, Order.shipping_address)
+            .where(Order.id > last).order_by(Order.id).limit(BACKFILL_BATCH).namedtuples()
+        )
+        if not batch:
+            return
+        last = batch[-1].id
+        keyed = [
+            (order.id, search_keys.email_key(order.email),
+             search_keys.phone_key_of_address(order.shipping_address))
+            for order in batch
+        ]
+        keyed = [row for row in keyed if row[1] is not None or row[2] is not None]
+        if keyed:
+            param = store.database.obj.param
+            values = ", ".join([f"({param}, {param}, {param})"] * len(keyed))
+            store.database.execute_sql(
+                f"UPDATE orders SET email_key = v.column2, phone_key = v.column3"
+                f" FROM (VALUES {values}) AS v WHERE orders.id = v.column1",
+                [value for row in keyed for value in row],
+            )
+
+
+def _actor_names():
+    # Version 3 names the merchant token that acted; earlier events name none.
+    _add_columns(models.TimelineEvent, "actor_name")
+
+
+# What an older database needs, besides missing tables and indexes, to reach each version:
+# steps run in order after missing tables are created and before missing indexes are.
+UPGRADES = {2: [_amount_authorized_net_of_voids], 3: [_search_keys, _actor_names]}
 
 
 class SchemaError(Exception):
@@ -48,9 +97,15 @@ def create_tables():
                 raise SchemaError(
                     f"database schema version {version} is newer than this code's {SCHEMA_VERSION}"
                 )
-            database.create_tables(models.ALL_MODELS, safe=True)
-            for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-                UPGRADES.get(step + 1, lambda: None)()
+            ordered = peewee.sort_models(models.ALL_MODELS)
+            for model in ordered:
+                model._schema.create_table(safe=True)
+            # Before the indexes: an index may cover a column an upgrade adds.
+            for reached in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for step in UPGRADES.get(reached + 1, []):
+                    step()
+            for model in ordered:
+                model._schema.create_indexes(safe=True)
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=SCHEMA_VERSION)
 

@@ -1,21 +1,70 @@
-"""The order's audit history: one event per state change, written in the change's transaction."""
+"""The order's audit history: one event per state change, written in the change's transaction.
 
-from . import prepared
+A merchant event names the merchant token that acted (`actor_name`). The handlers say who is
+acting once per request (`acting_as`), so the operations in between need not pass it along.
+"""
+
+import contextlib
+import contextvars
+
+from . import prepared, store
+from .locks import locked_order
 from .models import TimelineEvent
+from .vocabulary import Actor
+
+COMMENT = "comment"
+
+_acting = contextvars.ContextVar("acting_merchant_name", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(name):
+    """Record merchant events written inside the block as done by the token named `name` (or none)."""
+    token = _acting.set(name)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def begin_acting_as(name):
+    """Start naming merchant events after `name` until `stop_acting(token)`; return the token."""
+    return _acting.set(name)
+
+
+def stop_acting(token):
+    """Stop what `begin_acting_as` started."""
+    _acting.reset(token)
+
+
+def _event(order, kind, now, actor, fulfillment_order, message, data):
+    return {
+        "order": order,
+        "at": now,
+        "actor": actor,
+        # Only the merchant's own events name the token: what a service, a customer or the
+        # adapter did in the same request was not done by that person.
+        "actor_name": _acting.get() if actor == Actor.MERCHANT else None,
+        "kind": kind,
+        "fulfillment_order_id": fulfillment_order.id if fulfillment_order is not None else None,
+        "message": message,
+        "data": data or {},
+    }
 
 
 def record(order, kind, now, *, actor, fulfillment_order=None, message=None, data=None):
     """Append an event to the order's timeline."""
     prepared.insert(
-        TimelineEvent,
-        order=order,
-        at=now,
-        actor=actor,
-        kind=kind,
-        fulfillment_order_id=fulfillment_order.id if fulfillment_order is not None else None,
-        message=message,
-        data=data or {},
+        TimelineEvent, **_event(order, kind, now, actor, fulfillment_order, message, data)
     )
+
+
+def add_comment(order_id, message, now):
+    """Add a staff comment to the order's timeline, in any state of the order; return the event."""
+    with store.transaction():
+        order = locked_order(order_id)
+        event = _event(order, COMMENT, now, Actor.MERCHANT, None, message, None)
+        return TimelineEvent(id=prepared.insert_returning_id(TimelineEvent, **event), **event)
 
 
 def events_of(order_id):

@@ -17,7 +17,9 @@ At each size every filter combination is timed through `app.test_client()` (the 
 path, 50 orders a page) `--repeat` times, and the list query alone (`adapter.order_list.
 list_orders`) as well; then two listings are paged 50 pages deep with the cursor. The SQL of
 each combination is captured from peewee as the adapter runs it and explained (EXPLAIN QUERY
-PLAN on SQLite, EXPLAIN on PostgreSQL).
+PLAN on SQLite, EXPLAIN on PostgreSQL). The searches (`q=`) look for one order of the smallest
+size by each of its keys (name, external_id, email in another case, phone, tracking number),
+once with filters, and for an email no order has.
 
     python bench/queries.py                                  # 100k then 1M on SQLite (~10 min)
     python bench/queries.py --sizes 100000                   # ~1 minute
@@ -52,6 +54,27 @@ COMBINATIONS = (
     "order_status=open&fulfillment_status=in_progress&service=acme",
 )
 PAGED = ("", "order_status=open&payment_status=paid", "payment_status=unpaid")
+
+
+def phone_of(order_id):
+    return f"+66 8{order_id % 10**8:08d}"
+
+
+def search_combinations(url, order_id):
+    """`q` searches for one seeded order by each of its keys, with a filter, and a miss."""
+    [(tracking,)] = c.query_rows(
+        url, "SELECT tracking_number FROM fulfillment WHERE tracking_number IS NOT NULL "
+             f"AND order_id <= {order_id} ORDER BY order_id DESC LIMIT 1")
+    email = f"C{order_id}@Example.com"
+    return (
+        f"q=%23{1000 + order_id}",
+        f"q=shop-{order_id}",
+        f"q={email}",
+        f"q={phone_of(order_id).replace('+', '%2B').replace(' ', '%20')}",
+        f"q={tracking}",
+        f"q={email}&order_status=open&payment_status=paid",
+        "q=nobody@example.com",
+    )
 
 
 # ---- seeding --------------------------------------------------------------------------------
@@ -125,6 +148,7 @@ class Seeder:
         return value
 
     def order_rows(self, order_id, newest_id, rng, rows):
+        from adapter import search_keys
         from adapter.statuses import (
             FulfillmentFacts,
             PaymentFacts,
@@ -269,11 +293,13 @@ class Seeder:
         archived = rng.random() < (ARCHIVED_DONE[band] if done else ARCHIVED_DONE[band] / 3)
         rows[m.Order].append((
             order_id, f"#{1000 + order_id}", f"shop-{order_id}", f"c{order_id}@example.com", "USD",
-            {"name": "Customer", "address1": "1 Main St", "city": "Bangkok", "country_code": "TH"},
+            {"name": "Customer", "address1": "1 Main St", "city": "Bangkok", "country_code": "TH",
+             "phone": phone_of(order_id)},
             due, created, created + timedelta(days=1), archived,
             created + timedelta(hours=2) if cancelled else None, "customer" if cancelled else None,
             total, authorized, captured, refunded, voided, expires, payment_state, fulfillment_state,
-            scheduled_until, return_status_of(return_statuses), needs_attention))
+            scheduled_until, return_status_of(return_statuses), needs_attention,
+            search_keys.email_key(f"c{order_id}@example.com"), search_keys.phone_key(phone_of(order_id))))
 
     def fields(self):
         m = self.m
@@ -284,7 +310,8 @@ class Seeder:
                       m.Order.total_minor, m.Order.authorized_minor, m.Order.captured_minor,
                       m.Order.refunded_minor, m.Order.voided, m.Order.auth_expires_at,
                       m.Order.payment_state, m.Order.fulfillment_state, m.Order.scheduled_until,
-                      m.Order.return_state, m.Order.needs_attention],
+                      m.Order.return_state, m.Order.needs_attention, m.Order.email_key,
+                      m.Order.phone_key],
             m.LineItem: [m.LineItem.id, m.LineItem.order, m.LineItem.sku, m.LineItem.title,
                          m.LineItem.quantity, m.LineItem.price_minor, m.LineItem.fulfillment_service],
             m.FulfillmentOrder: [m.FulfillmentOrder.id, m.FulfillmentOrder.order, m.FulfillmentOrder.service,
@@ -453,11 +480,11 @@ def time_query_only(app, args, repeat):
     return times
 
 
-def measure(app, repeat, pages):
+def measure(app, combinations, repeat, pages):
     client = app.test_client()
     auth = {"Authorization": f"Bearer {c.TOKEN}"}
     results = {}
-    for combo in COMBINATIONS:
+    for combo in combinations:
         path = "/orders" + (f"?{combo}" if combo else "")
         for _ in range(3):
             response = client.get(path, headers=auth)
@@ -529,6 +556,7 @@ def main():
         newest = sizes[-1]
         done_below = newest + 1  # ids are seeded downwards from the newest
         all_results = {}
+        combinations = COMBINATIONS
         for size in sizes:
             first = newest - size + 1
             began = time.perf_counter()
@@ -547,10 +575,13 @@ def main():
             if analyzed:
                 analyze()
             seconds = time.perf_counter() - began
+            if combinations is COMBINATIONS:
+                # An order of the smallest size, so every size searches for the same one.
+                combinations += search_combinations(url, newest - sizes[0] // 2)
             print(f"\n== {size:,} orders (seeded {rows:,} rows in {seconds:.0f} s"
                   f"{', ANALYZE run' if analyzed else ', no ANALYZE (the adapter never runs it on SQLite)'})")
             print(f"   most common payment/fulfillment states: {distribution(url)}")
-            results, paging = measure(app, options.repeat, options.pages)
+            results, paging = measure(app, combinations, options.repeat, options.pages)
             all_results[size] = (results, paging)
             print(f"   {'filter':<60} {'rows':>4} {'HTTP p50':>9} {'HTTP p95':>9} {'query p50':>9} "
                   f"{'query p95':>9}")
@@ -571,7 +602,7 @@ def main():
             small, large = sizes[0], sizes[-1]
             print(f"\n== growth {large:,} / {small:,} (HTTP p95), targets: p95 <= {TARGET_P95_MS:g} ms at "
                   f"{large:,} and <= {TARGET_GROWTH}x the {small:,} figure")
-            for combo in COMBINATIONS:
+            for combo in combinations:
                 a, b = all_results[small][0][combo], all_results[large][0][combo]
                 growth = b["p95"] / a["p95"]
                 verdict = "met" if b["p95"] <= TARGET_P95_MS and growth <= TARGET_GROWTH else "NOT met"

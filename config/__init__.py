@@ -21,6 +21,7 @@ SERVICE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 WORKFLOWS = ("new", "legacy")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 ADMIN_SECRET_KEY_MIN_LENGTH = 32
+TOKEN_NAME_MAX_LENGTH = 255
 
 
 class Setting(NamedTuple):
@@ -37,6 +38,10 @@ SETTINGS = (
             "Store: `sqlite:///path.db` or `postgresql://user:pass@host:5432/db`."),
     Setting("merchant.api_tokens", "list[str]", [],
             "Bearer tokens accepted on the merchant API."),
+    Setting("merchant.tokens", "list[table]", [],
+            "Named bearer tokens, as `[[merchant.tokens]]` tables with `name` and `token`: accepted"
+            " like `api_tokens`, and the timeline records the name as `actor_name` on what each"
+            " did. Names are 1 to 255 characters; a token may be listed once in all."),
     Setting("webhooks.tolerance_seconds", "int", 300,
             "Largest accepted gap between an inbound webhook's timestamp and now."),
     Setting("webhooks.max_body_bytes", "int", 262144,
@@ -125,7 +130,8 @@ class Settings:
     """Hold the validated store-wide settings and services."""
 
     database_url: str
-    api_tokens: tuple
+    api_tokens: tuple  # every accepted merchant token, named ones included
+    token_names: Mapping[str, str]  # token -> name, for the named ones
     tolerance_seconds: int
     max_body_bytes: int
     retry_schedule: tuple
@@ -231,6 +237,11 @@ def _build(tree, origins, environ):
         raise origins.error(("database", "url"), "must start with " + ", ".join(DATABASE_SCHEMES))
     if any(not token.strip() for token in values["merchant.api_tokens"]):
         raise origins.error(("merchant", "api_tokens"), "tokens must not be blank")
+    token_names = _named_tokens(values["merchant.tokens"], origins)
+    if set(token_names) & set(values["merchant.api_tokens"]):
+        raise origins.error(("merchant", "tokens"),
+                            "a named token is also in api_tokens; give each token once")
+    api_tokens = (*values["merchant.api_tokens"], *token_names)
     if not values["outbox.retry_schedule"]:
         raise origins.error(("outbox", "retry_schedule"), "must list at least one attempt")
     if any(delay < 0 for delay in values["outbox.retry_schedule"]):
@@ -258,7 +269,8 @@ def _build(tree, origins, environ):
         raise origins.error(("services",), "must be a table")
     return Settings(
         database_url=values["database.url"],
-        api_tokens=tuple(values["merchant.api_tokens"]),
+        api_tokens=api_tokens,
+        token_names=MappingProxyType(token_names),
         tolerance_seconds=values["webhooks.tolerance_seconds"],
         max_body_bytes=values["webhooks.max_body_bytes"],
         retry_schedule=values["outbox.retry_schedule"],
@@ -279,6 +291,26 @@ def _build(tree, origins, environ):
             if (service := _service(key, table, environ, origins)) is not None
         }),
     )
+
+
+def _named_tokens(tables, origins):
+    """Return {token: name} of the `[[merchant.tokens]]` tables, validated."""
+    names = {}
+    path = ("merchant", "tokens")
+    for number, table in enumerate(tables, start=1):
+        for key in table:
+            if key not in ("name", "token"):
+                raise origins.error(path, f"table {number}: unknown key {key!r}")
+        name, token = table.get("name"), table.get("token")
+        if not isinstance(name, str) or not name.strip() or len(name) > TOKEN_NAME_MAX_LENGTH:
+            raise origins.error(path, f"table {number}: name must be a string of 1 to"
+                                      f" {TOKEN_NAME_MAX_LENGTH} characters, not blank")
+        if not isinstance(token, str) or not token.strip():
+            raise origins.error(path, f"table {number}: token must be a string, not blank")
+        if token in names:
+            raise origins.error(path, f"table {number}: its token is listed twice; give each once")
+        names[token] = name
+    return names
 
 
 def _service(key, table, environ, origins):
@@ -327,6 +359,7 @@ _TYPES = {
     "bool": ("true or false", lambda v: isinstance(v, bool)),
     "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
     "float": ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    "table": ("a table", lambda v: isinstance(v, dict)),
 }
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string",
                list: "array", dict: "table"}

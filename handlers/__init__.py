@@ -2,7 +2,7 @@
 
 from adapter import dispatcher
 
-from . import admin, cli, fulfillment_orders, meta, orders, problems, returns, webhooks
+from . import admin, auth, cli, fulfillment_orders, meta, orders, problems, returns, webhooks
 from .outbox_cli import outbox_cli
 from .parsing import IdConverter
 from .sandbox_cli import sandbox_cli
@@ -15,6 +15,7 @@ def init_app(app, settings):
     for module in (orders, fulfillment_orders, returns, webhooks, meta):
         app.register_blueprint(module.bp)
     problems.init_app(app)
+    auth.init_app(app)
     admin.init_app(app, settings)
     app.cli.add_command(cli.init_db)
     app.cli.add_command(outbox_cli)

@@ -23,12 +23,14 @@ order_edit = schemas.OrderEditSchema()
 order_cancel = schemas.CancelOrderSchema()
 order_query = schemas.OrderQuerySchema()
 transaction_in = schemas.TransactionInSchema()
+comment_in = schemas.CommentInSchema()
 return_in = schemas.ReturnInSchema()
 empty = schemas.EmptySchema()
 order_out = schemas.OrderOutSchema()
 order_page_out = schemas.OrderListSchema()
 transaction_out = schemas.TransactionOutSchema()
 timeline_out = schemas.TimelineEventOutSchema(many=True)
+event_out = schemas.TimelineEventOutSchema()
 return_out = schemas.ReturnOutSchema()
 
 TAG = "Orders"
@@ -72,7 +74,7 @@ def create_order():
 
 @bp.get("/orders")
 @documented(
-    "List orders, newest first, with filters (comma = any of) and a cursor.",
+    "List orders, newest first, with filters (comma = any of), a search `q` and a cursor.",
     query=order_query, response=order_page_out, errors=(422,), tag=TAG,
 )
 def list_orders():
@@ -143,6 +145,16 @@ def add_transaction(order_id):
 def get_timeline(order_id):
     get_order(order_id)
     return dump(timeline_out, timeline.events_of(order_id))
+
+
+@bp.post("/orders/<id:order_id>/comments")
+@documented(
+    "Add a staff comment to the timeline, in any state of the order.",
+    body=comment_in, response=event_out, status=201, errors=(422,), tag=TAG,
+)
+def add_comment(order_id):
+    event = timeline.add_comment(order_id, json_body(comment_in)["message"], now())
+    return dump(event_out, event, 201)
 
 
 @bp.post("/orders/<id:order_id>/returns")

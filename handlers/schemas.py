@@ -253,6 +253,10 @@ class MessageSchema(StrictSchema):
     message = NonBlank(required=True)
 
 
+class CommentInSchema(StrictSchema):
+    message = NonBlank(required=True, metadata={"description": "The comment, kept verbatim."})
+
+
 class CommaList(fields.List):
     """A query parameter holding comma-separated values (`a,b` = a or b)."""
 
@@ -278,6 +282,9 @@ class OrderQuerySchema(StrictSchema):
     return_status = _comma_list(values(ReturnStatus))
     service = CommaList(fields.String(validate=validate.Length(min=1, max=64)))
     needs_attention = QueryBoolean()
+    q = NonBlank(max=320, metadata={
+        "description": "Exact order name (`#1001` or `1001`), external_id, email (any case),"
+                       " shipping phone (digits only compared) or tracking number."})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=250))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -532,6 +539,7 @@ class TimelineEventOutSchema(Schema):
     id = fields.Integer()
     at = UTCDateTime()
     actor = OneOfString(Actor)
+    actor_name = fields.String(allow_none=True)
     kind = OneOfString(TimelineKind)
     fulfillment_order_id = fields.Integer(allow_none=True)
     message = fields.String(allow_none=True)
