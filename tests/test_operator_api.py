@@ -36,7 +36,8 @@ def requested(api, create_order):
 
 
 def answer(outbound, status):
-    outbound.replace(responses.POST, SERVICE_URLS["acme"], status=status, body="nope" if status >= 300 else "")
+    body = "nope" if status >= 300 else ""
+    outbound.replace(responses.POST, SERVICE_URLS["acme"], status=status, body=body)
 
 
 # ---- listing messages ----------------------------------------------------------------------------
