@@ -87,8 +87,10 @@ def configure(log_format):
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
-    # werkzeug's own request lines would repeat ours, in another shape.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # werkzeug's own request lines (`flask run`) would repeat ours; a level set on purpose stays.
+    werkzeug = logging.getLogger("werkzeug")
+    if werkzeug.level == logging.NOTSET:
+        werkzeug.setLevel(logging.WARNING)
     return handler
 
 
