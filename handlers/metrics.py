@@ -34,6 +34,7 @@ from adapter.times import utcnow
 from . import schemas
 from .log_format import method_of, route_of
 from .openapi import documented
+from .problems import problem_response
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +226,22 @@ def token_matches(header, token):
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+NO_METRICS = "There is no /metrics without metrics.token (METRICS_TOKEN)."
+BAD_TOKEN = "Send `Authorization: Bearer <metrics.token>`."
+
+
 def answer(authorization, token):
-    """Return (status, headers, body) of a request for the metrics with this Authorization header."""
+    """Return (status, headers, body) of a request for the metrics with this Authorization header.
+
+    Refusals are problem+json (SPEC 5), like every other error of the app.
+    """
     if not token:
-        return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"Not found\n"
+        body, status, headers = problem_response(404, "not_found", "Not found", NO_METRICS)
+        return status, headers, body.encode()
     if not token_matches(authorization, token):
-        return (401, {"Content-Type": "text/plain; charset=utf-8",
-                      "WWW-Authenticate": 'Bearer realm="metrics"'},
-                b"Send `Authorization: Bearer <metrics.token>`.\n")
+        body, status, headers = problem_response(401, "unauthorized", "Unauthorized", BAD_TOKEN,
+                                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return status, headers, body.encode()
     return 200, {"Content-Type": CONTENT_TYPE_LATEST}, scrape()
 
 
@@ -279,13 +288,16 @@ def serve(settings, host, port):
 
     def application(environ, start_response):
         if environ.get("PATH_INFO") != "/metrics":
-            status, headers, body = 404, {"Content-Type": "text/plain; charset=utf-8"}, b"Not found\n"
+            text, status, headers = problem_response(404, "not_found", "Not found", "Only /metrics is here.")
+            body = text.encode()
         else:
             try:
                 status, headers, body = answer(environ.get("HTTP_AUTHORIZATION"), token)
             except Exception:
                 log.exception("reading the metrics failed")
-                status, headers, body = 503, {"Content-Type": "text/plain; charset=utf-8"}, b"Unavailable\n"
+                text, status, headers = problem_response(503, "store_unavailable", "Store unavailable",
+                                                         "The metrics could not be read; try again.")
+                body = text.encode()
         reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}
         start_response(f"{status} {reasons[status]}", list(headers.items()))
         return [body]

@@ -13,9 +13,9 @@ from adapter.times import rfc3339
 from . import operator_schemas as schemas
 from .auth import require_merchant_token
 from .openapi import documented
-from .parsing import MAX_STORED_ID, now, query_args
+from .parsing import MAX_STORED_ID, json_body, now, query_args
 from .responses import rendered
-from .schemas import UTCDateTime
+from .schemas import EmptySchema, UTCDateTime
 
 bp = Blueprint("operator", __name__)
 bp.before_request(require_merchant_token)
@@ -26,6 +26,7 @@ message_out = schemas.OutboxMessageDetailSchema()
 delivery_query = schemas.DeliveryQuerySchema()
 delivery_page_out = schemas.WebhookDeliveryPageSchema()
 delivery_out = schemas.WebhookDeliveryDetailSchema()
+empty = EmptySchema()
 _moment = UTCDateTime()
 
 TAG = "Operations"
@@ -123,9 +124,10 @@ def get_message(message_id):
     "Send a message now: a failed one again, unchanged (same webhook-id, same body), a pending one"
     " without waiting for its next attempt. 409 when it was delivered, or when its fulfillment"
     " order has moved on so that it no longer applies.",
-    response=message_out, errors=(409,), tag=TAG,
+    body=empty, response=message_out, errors=(409,), tag=TAG,
 )
 def retry_message(message_id):
+    json_body(empty)
     return rendered(message_view(operator.retry(message_id, now()), body=True))
 
 
