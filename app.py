@@ -47,10 +47,12 @@ def create_app(test_config=None):
     import handlers
     from adapter import schema, store
     from adapter import settings as core_settings
+    from handlers import log_format
     from handlers.buffering import BUFFER_LIMIT_BYTES, BufferedBody
 
     app = Flask(__name__, instance_relative_config=True)
     settings = check_configuration(test_config)
+    log_format.configure(settings.log_format)
     app.extensions["adapter_settings"] = settings
     core_settings.configure(settings)
     try:

@@ -5,6 +5,10 @@ never stop others from being served (bench/RESULTS.md, "Serving"). Requests and 
 as SPEC 5 allows reach the app, and what gunicorn refuses on its own is answered problem+json.
 """
 
+import os
+import shutil
+import tempfile
+
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -83,12 +87,36 @@ class ProblemWorker(GeventWorker):
 
 worker_class = ProblemWorker
 
+# Metrics (SPEC 9): each worker writes its counters and histograms to files in this directory and
+# a scrape of any worker sums them all. Set here, before any worker imports prometheus_client; a
+# directory given in the environment is used (and emptied at start), else a private one is made.
+_MADE_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _MADE_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="adapter-metrics-")
+
 
 def on_starting(server):
     """Check the configuration in the master: an error stops the start with one line, exit 3."""
     import app
 
     app.check_configuration()
+    # Counts of an earlier run must not add to this one's.
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """Drop the live values of a worker that exited; its counts stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this configuration made."""
+    if _MADE_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_fork(server, worker):

@@ -12,10 +12,11 @@ from datetime import timedelta
 
 from peewee import SQL, fn
 
-from . import fulfillment_orders, prepared, store
+from . import fulfillment_orders, observers, prepared, store
 from .delivery import after_attempt
 from .errors import NotFound
 from .models import OutboxMessage
+from .service_client import attempt_request_id
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,7 @@ def settle(outcomes, unsent, now, lease_seconds, schedule):
                 _write(message, changes)
                 _undo(message, message.last_answer or f"HTTP {message.last_status_code}", sent_at)
     for message, _, _ in changed:
-        if message.id in held:
-            _log(message)
-        else:
-            log.warning("message %s was taken over by another worker; its outcome is not recorded",
-                        message.message_id)
+        _log(message, message.id in held)
     return held
 
 
@@ -168,18 +165,39 @@ def _undo(message, answer, now):
                     message.order_id, message.message_id)
 
 
-def _log(message):
-    if message.status == "delivered":
-        log.info("message %s (%s) delivered to %s", message.message_id, message.type, message.target)
-    elif message.status == "pending":
+OUTCOMES = {"delivered": "delivered", "pending": "retry", "failed": "failed"}
+
+
+def _log(message, recorded):
+    """Log one line for the attempt just made and report it to the observers."""
+    outcome = OUTCOMES.get(message.status, "failed") if recorded else "not_recorded"
+    attempt = message.attempts if recorded else message.attempts + 1
+    fields = {
+        "outbox_message_id": message.id,
+        "message_id": message.message_id,
+        "service": message.target,
+        "type": message.type,
+        "outcome": outcome,
+        "status": message.last_status_code if recorded else None,
+        "attempt": attempt,
+        "request_id": attempt_request_id(message.message_id, attempt),
+    }
+    if not recorded:
+        log.warning("message %s was taken over by another worker; its outcome is not recorded",
+                    message.message_id, extra=fields)
+    elif outcome == "delivered":
+        log.info("message %s (%s) delivered to %s", message.message_id, message.type, message.target,
+                 extra=fields)
+    elif outcome == "retry":
         log.warning(
             "message %s (%s) to %s: attempt %d failed (%s), next at %s",
             message.message_id, message.type, message.target, message.attempts,
-            message.last_status_code or message.last_answer, message.next_attempt_at,
+            message.last_status_code or message.last_answer, message.next_attempt_at, extra=fields,
         )
     else:
         log.error(
             "message %s (%s) to %s failed after %d attempts (%s)",
             message.message_id, message.type, message.target, message.attempts,
-            message.last_status_code or message.last_answer,
+            message.last_status_code or message.last_answer, extra=fields,
         )
+    observers.attempted(message, outcome)

@@ -6,8 +6,9 @@ The runner only: what an outcome does is `delivery.py`, claiming and settling is
 import logging
 import os
 import threading
+import time
 
-from . import claims, fulfillment_orders, outbox, store
+from . import claims, fulfillment_orders, observers, outbox, store
 from .service_client import DeliveryError, client_for
 from .times import utcnow
 
@@ -87,10 +88,13 @@ class Dispatcher:
 
     def _send(self, message, now):
         """Post one message; return its Answer or the DeliveryError that stopped it."""
+        started = time.perf_counter()
         try:
             return self.clients[message.target].post(message, now)
         except DeliveryError as exc:
             return exc
+        finally:
+            observers.timed(message.target, time.perf_counter() - started)
 
     def _settle(self, outcomes, unsent, now):
         """Record outcomes and renew the leases of `unsent` (see `claims.settle`); return the ids held."""

@@ -5,7 +5,7 @@ from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from peewee import SQL, BooleanField, DateTimeField, Value, fn
+from peewee import JOIN, SQL, BooleanField, DateTimeField, Value, fn
 
 from . import settings, store, transitions
 from .models import (
@@ -17,6 +17,7 @@ from .models import (
     LineItem,
     MerchantRequest,
     Order,
+    OutboxMessage,
     Return,
     ReturnLine,
     ShipmentEvent,
@@ -177,7 +178,8 @@ _FOLineRow = namedtuple(
 )
 _RequestRow = namedtuple(
     "_RequestRow",
-    "id fulfillment_order_id kind message status sent_at answered_at answer_message",
+    "id fulfillment_order_id kind message status sent_at answered_at answer_message "
+    "delivery_status delivery_attempts delivery_status_code delivery_answer delivery_next_attempt_at",
 )
 _FulfillmentRow = namedtuple(
     "_FulfillmentRow",
@@ -240,8 +242,9 @@ class _Select:
 
     def _build(self, where):
         query = self.column.model.select(*self.fields)
-        if self.join is not None:
-            query = query.join(self.join)
+        for join in self.join if isinstance(self.join, list) else [self.join]:
+            if join is not None:
+                query = query.join(*join) if isinstance(join, tuple) else query.join(join)
         return query.where(where).order_by(*self.order_by)
 
     def rows(self, ids):
@@ -304,7 +307,29 @@ _FO_LINES = _Select(
     ],
     join=LineItem,
 )
-_MERCHANT_REQUESTS = _Select(_RequestRow, MerchantRequest.fulfillment_order)
+# Each request with the message that carried it (`<kind>.submitted` to the FO's service), found
+# through the outbox's (target, fulfillment_order_id, id) index: a few rows per FO.
+_MERCHANT_REQUESTS = _Select(
+    _RequestRow,
+    MerchantRequest.fulfillment_order,
+    fields=[
+        *(MerchantRequest._meta.columns[name] for name in _RequestRow._fields[:8]),
+        OutboxMessage.status,
+        OutboxMessage.attempts,
+        OutboxMessage.last_status_code,
+        OutboxMessage.last_answer,
+        OutboxMessage.next_attempt_at,
+    ],
+    join=[
+        (FulfillmentOrder, JOIN.INNER, FulfillmentOrder.id == MerchantRequest.fulfillment_order),
+        (OutboxMessage, JOIN.LEFT_OUTER,
+         (OutboxMessage.target == FulfillmentOrder.service)
+         & (OutboxMessage.fulfillment_order_id == MerchantRequest.fulfillment_order)
+         & (OutboxMessage.request_id == MerchantRequest.id)
+         & (OutboxMessage.type == MerchantRequest.kind.concat(SQL("'.submitted'")))),
+    ],
+    order_by=(MerchantRequest.id,),
+)
 _FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
 _FULFILLMENT_LINES = _Select(_FulfillmentLineRow, FulfillmentLine.fulfillment)
 _SHIPMENT_EVENTS = _Select(
@@ -452,9 +477,27 @@ def _render_fo(fo, parts, now):
                 "sent_at": rfc3339(request.sent_at),
                 "answered_at": rfc3339(request.answered_at),
                 "answer_message": request.answer_message,
+                "delivery": _render_delivery(request),
             }
             for request in parts.merchant_requests.get(fo.id, ())
         ],
+    }
+
+
+def _render_delivery(request):
+    """The state of the message that carried a merchant request, or None if there is none."""
+    if request.delivery_status is None:
+        return None
+    # A message being sent is still waiting for its answer.
+    status = "pending" if request.delivery_status == "sending" else request.delivery_status
+    code = request.delivery_status_code
+    return {
+        "status": status,
+        "attempts": request.delivery_attempts,
+        "last_error": None if status == "delivered" else (
+            request.delivery_answer or (f"HTTP {code}" if code else None)
+        ),
+        "next_attempt_at": rfc3339(request.delivery_next_attempt_at) if status == "pending" else None,
     }
 
 

@@ -22,6 +22,11 @@ MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600
 USER_AGENT = f"fulfillment-adapter/{VERSION}"
 
 
+def attempt_request_id(message_id, attempt):
+    """The X-Request-Id of a message's attempt number `attempt` (1 for the first): one per attempt."""
+    return f"{message_id}-{attempt}"
+
+
 class Answer(NamedTuple):
     """What the target answered: status code, Retry-After in seconds (or None), text excerpt."""
 
@@ -82,6 +87,7 @@ class ServiceClient:
         headers = sign_headers(self._secret, message.message_id, message.body, now)
         headers["Idempotency-Key"] = message.message_id
         headers["Content-Type"] = "application/json"
+        headers["X-Request-Id"] = attempt_request_id(message.message_id, message.attempts + 1)
         try:
             response = self._session.post(
                 self.url,

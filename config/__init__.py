@@ -76,7 +76,13 @@ SETTINGS = (
             "IANA time zone the admin pages show dates in, e.g. `Asia/Bangkok`."),
     Setting("admin.session_hours", "int", 12,
             "Hours an admin sign-in lasts."),
+    Setting("metrics.token", "str", "",
+            "Bearer token that `GET /metrics` requires; empty: no `/metrics` (404)."
+            " `METRICS_TOKEN` overrides it."),
 )
+
+# LOG_FORMAT (environment only): `json`, one object per line, or `text` for people.
+LOG_FORMATS = ("json", "text")
 
 # Keys of each `[services.<key>]` table; a default of None means the key has no plain default.
 SERVICE_SETTINGS = (
@@ -147,6 +153,8 @@ class Settings:
     admin_timezone: str
     admin_session_hours: int
     services: Mapping[str, ServiceConfig]
+    metrics_token: str | None = None
+    log_format: str = "json"
 
     @property
     def is_postgres(self):
@@ -168,6 +176,8 @@ def load_settings(config_path=None, environ=os.environ, overrides=None):
         _merge(tree, {"merchant": {"api_tokens": tokens}}, ENVIRONMENT, origins)
     if environ.get("ADMIN_SECRET_KEY"):
         _merge(tree, {"admin": {"secret_key": environ["ADMIN_SECRET_KEY"]}}, ENVIRONMENT, origins)
+    if environ.get("METRICS_TOKEN"):
+        _merge(tree, {"metrics": {"token": environ["METRICS_TOKEN"]}}, ENVIRONMENT, origins)
     if overrides:
         _merge(tree, overrides, TEST_CONFIG, origins)
     return _build(tree, _Origins(origins), environ)
@@ -264,6 +274,9 @@ def _build(tree, origins, environ):
     notifications_secret = _secret(notifications, ("notifications",), environ, origins,
                                    required=notifications_url is not None)
 
+    log_format = environ.get("LOG_FORMAT", "").strip().lower() or "json"
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(ENVIRONMENT, "LOG_FORMAT", 'must be "json" or "text"')
     services = tree.get("services", {})
     if not isinstance(services, dict):
         raise origins.error(("services",), "must be a table")
@@ -285,6 +298,8 @@ def _build(tree, origins, environ):
         admin_secret_key=admin_secret_key,
         admin_timezone=values["admin.timezone"],
         admin_session_hours=values["admin.session_hours"],
+        metrics_token=values["metrics.token"] or None,
+        log_format=log_format,
         services=MappingProxyType({
             key: service
             for key, table in services.items()

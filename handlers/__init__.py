@@ -2,7 +2,20 @@
 
 from adapter import dispatcher
 
-from . import admin, auth, cli, fulfillment_orders, meta, orders, problems, returns, webhooks
+from . import (
+    admin,
+    auth,
+    cli,
+    fulfillment_orders,
+    log_format,
+    meta,
+    metrics,
+    operator,
+    orders,
+    problems,
+    returns,
+    webhooks,
+)
 from .outbox_cli import outbox_cli
 from .parsing import IdConverter
 from .sandbox_cli import sandbox_cli
@@ -12,10 +25,13 @@ from .webhooks_cli import webhooks_cli
 def init_app(app, settings):
     """Register blueprints, the error handler, CLI commands and the in-app dispatcher."""
     app.url_map.converters["id"] = IdConverter
-    for module in (orders, fulfillment_orders, returns, webhooks, meta):
+    for module in (orders, fulfillment_orders, returns, webhooks, meta, operator):
         app.register_blueprint(module.bp)
     problems.init_app(app)
     auth.init_app(app)
+    app.before_request(log_format.started)
+    app.after_request(log_format.log_request)
+    metrics.init_app(app, settings)
     admin.init_app(app, settings)
     app.cli.add_command(cli.init_db)
     app.cli.add_command(outbox_cli)

@@ -8,11 +8,13 @@ from flask import current_app
 from flask.cli import AppGroup
 from peewee import fn
 
-from adapter import fulfillment_orders, store
+from adapter import operator
 from adapter.dispatcher import Dispatcher
 from adapter.errors import AdapterError
 from adapter.models import OutboxMessage
 from adapter.times import rfc3339, utcnow
+
+from . import metrics
 
 outbox_cli = AppGroup("outbox", help="Deliver, list and retry outbox messages.")
 
@@ -25,9 +27,24 @@ def _settings():
 
 @outbox_cli.command("work")
 @click.option("--once", is_flag=True, help="Send what is due now, then exit.")
-def work(once):
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve GET /metrics on this port (needs metrics.token).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics port listens on.")
+def work(once, metrics_port, metrics_host):
     """Deliver outbox messages for every target until stopped (SIGTERM or Ctrl-C)."""
-    dispatcher = Dispatcher(_settings())
+    settings = _settings()
+    dispatcher = Dispatcher(settings)
+    metrics_server = None
+    if metrics_port is not None and not once:
+        if not settings.metrics_token:
+            raise click.ClickException("--metrics-port needs metrics.token (or METRICS_TOKEN).")
+        try:
+            metrics_server = metrics.serve(settings, metrics_host, metrics_port)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}"
+            ) from None
     if once:
         click.echo(f"Sent {dispatcher.run_once()} message(s).")
         return
@@ -49,6 +66,9 @@ def work(once):
             signal.signal(sig, handler)
         click.echo("Stopping...")
         dispatcher.stop(STOP_TIMEOUT_SECONDS)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
 
 
 ANSWER_WIDTH = 60
@@ -105,27 +125,12 @@ def status():
 
 @outbox_cli.command("retry")
 @click.argument("message_ref")
-def retry(message_ref):
-    """Send a failed message again: MESSAGE_REF is its numeric id or its message_id."""
-    # Message ids are `msg_<hex>`, so a short run of digits can only be a row id.
-    is_row_id = message_ref.isascii() and message_ref.isdigit() and len(message_ref) <= 9
-    key = OutboxMessage.id == int(message_ref) if is_row_id else OutboxMessage.message_id == message_ref
-    now = utcnow()
-    with store.transaction():
-        message = OutboxMessage.get_or_none(key)
-        if message is None:
-            raise click.ClickException(f"No outbox message {message_ref}.")
-        if message.status != "failed":
-            raise click.ClickException(
-                f"Message {message.id} ({message.message_id}) is {message.status}, not failed; "
-                "only failed messages can be retried."
-            )
-        try:
-            fulfillment_orders.message_retried(message, now)
-        except AdapterError as exc:
-            raise click.ClickException(exc.detail) from None
-        OutboxMessage.update(
-            status="pending", attempts=0, next_attempt_at=now, finished_at=None,
-            lease_token=None, lease_until=None,
-        ).where((OutboxMessage.id == message.id) & (OutboxMessage.status == "failed")).execute()
-    click.echo(f"Message {message.id} ({message.message_id}) to {message.target} will be sent again.")
+@click.option("--now", "now_too", is_flag=True,
+              help="Also send a pending message now instead of at its next attempt.")
+def retry(message_ref, now_too):
+    """Send a failed message again, or with --now a pending one now; MESSAGE_REF is id or message_id."""
+    try:
+        message = operator.retry(operator.find_message(message_ref).id, utcnow(), pending_too=now_too)
+    except AdapterError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"Message {message.id} ({message.message_id}) to {message.target} will be sent now.")

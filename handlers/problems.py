@@ -2,9 +2,10 @@
 
 import json
 import logging
+import re
 import uuid
 
-from flask import g, request
+from flask import g, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from adapter import store
@@ -32,10 +33,16 @@ HTTP_ERRORS = {
     415: UnsupportedMediaType,
 }
 RETRY_AFTER_SECONDS = "2"
+# An X-Request-Id sent by the client is kept (logged, echoed) only if it is short and plain;
+# anything else is replaced, so no log line carries a client's arbitrary text.
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
 def problem_response(status, code, title, detail, extra=None, headers=None):
     """Build a problem+json response."""
+    if has_request_context():
+        # Read by the metrics, which label a webhook's outcome with it.
+        g.problem_code = code
     body = {
         "type": PROBLEM_TYPE + code,
         "title": title,
@@ -99,7 +106,8 @@ def _internal_error(error):
 
 
 def _assign_request_id():
-    g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    given = request.headers.get("X-Request-Id", "").strip()
+    g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _echo_request_id(response):

@@ -396,6 +396,15 @@ class FOLineOutSchema(Schema):
     remaining_quantity = fields.Integer()
 
 
+class RequestDeliveryOutSchema(Schema):
+    """The message that carried a merchant request to the service (SPEC 9)."""
+
+    status = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = UTCDateTime(allow_none=True)
+
+
 class MerchantRequestOutSchema(Schema):
     id = fields.Integer()
     kind = OneOfString(MerchantRequestKind)
@@ -404,6 +413,7 @@ class MerchantRequestOutSchema(Schema):
     sent_at = UTCDateTime()
     answered_at = UTCDateTime(allow_none=True)
     answer_message = fields.String(allow_none=True)
+    delivery = fields.Nested(RequestDeliveryOutSchema, allow_none=True)
 
 
 class FulfillmentOrderOutSchema(Schema):

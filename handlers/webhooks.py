@@ -1,6 +1,6 @@
 """Service → adapter: `POST /webhooks/{service}`, checked in the order SPEC 4.2 gives."""
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 
 from adapter import receipts, rendering, signing, store
 from adapter.errors import (
@@ -41,6 +41,7 @@ def _parse(body):
     if not isinstance(envelope, dict):
         raise ValidationFailed({"body": ["Must be a JSON object."]})
     envelope = load(envelope_in, envelope)
+    g.webhook_type = envelope["type"]  # the metrics' `type` label
     data_schema = schemas.WEBHOOK_DATA_SCHEMAS.get(envelope["type"])
     if data_schema is None:
         raise ValidationFailed({"type": [f"Unknown type {envelope['type']!r}."]})

@@ -655,7 +655,7 @@ def test_cli_status_lists_counts_and_failed_messages(cli, http):
     http.post(BETA_URL, status=200)
     _, failed = submitted("acme")
     submitted("beta")
-    assert cli("work", "--once").output == "Sent 2 message(s).\n"
+    assert cli("work", "--once").stdout == "Sent 2 message(s).\n"
     _, waiting = submitted("beta")
     result = cli("status")
     assert result.exit_code == 0

@@ -27,6 +27,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from adapter import store
+from adapter.models import OutboxMessage, WebhookDelivery
+from adapter.times import utcnow
+
 pytestmark = pytest.mark.stress
 
 EXAMPLES = int(os.environ.get("STRESS_EXAMPLES", "10"))
@@ -69,6 +73,12 @@ OPERATIONS = (
     ("POST", "/webhooks/{service}"),
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
+    ("GET", "/outbox/messages"),
+    ("GET", "/outbox/messages/{message_id}"),
+    ("POST", "/outbox/messages/{message_id}/retry"),
+    ("GET", "/webhook_deliveries"),
+    ("GET", "/webhook_deliveries/{delivery_id}"),
 )
 OPERATION_IDS = [f"{method} {path}" for method, path in OPERATIONS]
 BODY_OPERATIONS = [
@@ -89,11 +99,20 @@ def known_ids(api, create_order):
         "requested_by": "customer", "line_items": [{"line_item_id": card["id"], "quantity": 1}],
     })
     assert return_.status_code == 201, return_.body
+    # Another order's request, so that the first keeps its acme FO unsubmitted.
+    requested = fo_of(create_order(), "acme")["id"]
+    assert api.post(f"/fulfillment_orders/{requested}/fulfillment_request", {}).status_code == 200
+    with store.database.connection_context():
+        delivery = WebhookDelivery.create(service="acme", webhook_id="msg_known", headers={},
+                                          body=b"\xff{}", received_at=utcnow(), outcome_status=200,
+                                          outcome_code="applied")
     return {
         "order_id": order["id"],
         "fo_id": fo_of(order, "acme")["id"],
         "return_id": return_.body["id"],
         "service": "acme",
+        "message_id": OutboxMessage.get(OutboxMessage.fulfillment_order_id == requested).id,
+        "delivery_id": delivery.id,
     }
 
 
@@ -180,7 +199,7 @@ VALID_BODIES = {
 
 
 def test_unknown_ids_answer_a_404_every_route_documents(api, known_ids):
-    unknown = {name: 2**53 for name in ("order_id", "fo_id", "return_id")}
+    unknown = {name: 2**53 for name in ("order_id", "fo_id", "return_id", "message_id", "delivery_id")}
     undocumented = []
     for method, path in ID_OPERATIONS:
         body = VALID_BODIES.get(path, {}) if method != "GET" else None

@@ -4,10 +4,13 @@ A full scenario runs over real HTTP (the app served by werkzeug on loopback, the
 by a recording sink): intake, a wrong token, fulfillment requests, outbound deliveries (a retried
 503, a refused 400, a service that is down), inbound webhooks (valid, signed with a previous
 secret, bad, malformed and expired signatures, a replay, a conflicting body), a customer
-notification and `flask outbox status`. Every logger is at DEBUG — the adapter's, werkzeug's,
-requests', urllib3's and peewee's. No service or notifications secret (with or without `whsec_`),
-no merchant token (nor the near-miss one that was tried) and no webhook-signature value, inbound
-or outbound, may appear in any record. Merchant tokens are compared in constant time.
+notification, `flask outbox status`, a scrape of `/metrics` (with the metrics token and a wrong one)
+and the admin pages (signing in posts a merchant token; the session lives in a cookie). Every
+record is also written by the JSON and text formatters of the stderr log. Every logger is at
+DEBUG — the adapter's, werkzeug's, requests', urllib3's and peewee's. No service or notifications
+secret (with or without `whsec_`), no merchant token (nor the near-miss one that was tried), no
+metrics token, no session cookie and no webhook-signature value, inbound or outbound, may appear in
+any record or line. Merchant tokens are compared in constant time.
 """
 
 import ast
@@ -15,6 +18,7 @@ import contextlib
 import inspect
 import json
 import logging
+import re
 import secrets
 import threading
 from collections import defaultdict
@@ -26,6 +30,7 @@ from werkzeug.serving import make_server
 import handlers.auth
 from adapter.dispatcher import Dispatcher
 from app import create_app
+from handlers.log_format import JSONFormatter, TextFormatter
 
 from .procs import (
     LOOPBACK,
@@ -91,6 +96,8 @@ class Scenario:
         self.tokens = [f"tok-{secrets.token_urlsafe(24)}", f"tok-{secrets.token_urlsafe(24)}"]
         near = "A" if self.tokens[0][-1] != "A" else "B"
         self.near_miss_token = self.tokens[0][:-1] + near
+        self.metrics_token = f"met-{secrets.token_urlsafe(24)}"
+        self.cookies = []
         self.inbound_signatures = []
         monkeypatch.setenv("STRESS_ENVSHIP_SECRET", self.env_secret)
 
@@ -103,8 +110,10 @@ class Scenario:
         found = {"the whsec_ prefix": "whsec_"}
         for n, secret in enumerate(self.secrets()):
             found[f"secret {n}"] = secret.removeprefix("whsec_")
-        for n, token in enumerate([*self.tokens, self.near_miss_token]):
+        for n, token in enumerate([*self.tokens, self.near_miss_token, self.metrics_token]):
             found[f"token {n}"] = token
+        for n, cookie in enumerate(self.cookies):
+            found[f"cookie {n}"] = cookie
         for origin, signatures in (("inbound", self.inbound_signatures), ("outbound", outbound_signatures)):
             for n, signature in enumerate(signatures):
                 for part in signature.split():
@@ -208,6 +217,10 @@ def run_scenario(app, scenario, base_url):
 
     with app.app_context():
         Dispatcher(app.extensions["adapter_settings"]).run_once()
+    for token, expected in ((scenario.metrics_token, 200), (scenario.near_miss_token, 401)):
+        scraped = session.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert scraped.status_code == expected
+    sign_in_to_the_admin_pages(base_url, scenario)
     status = app.test_cli_runner().invoke(args=["outbox", "status"])
     assert status.exit_code == 0, status.output
     assert "failed" in status.output
@@ -215,12 +228,35 @@ def run_scenario(app, scenario, base_url):
     return status.output
 
 
+def sign_in_to_the_admin_pages(base_url, scenario):
+    """Sign in with a wrong token, then the right one, read a page and sign out, as a browser does."""
+    browser = requests.Session()
+    for token, signed_in in ((scenario.near_miss_token, False), (scenario.tokens[1], True)):
+        form = browser.get(f"{base_url}/admin/login", timeout=30)
+        csrf = CSRF_FIELD.search(form.text).group(1)
+        answer = browser.post(f"{base_url}/admin/login", data={"csrf_token": csrf, "token": token},
+                              timeout=30, allow_redirects=False)
+        assert (answer.status_code in (302, 303)) == signed_in, answer.status_code
+    scenario.cookies.extend(cookie.value for cookie in browser.cookies)
+    assert scenario.cookies
+    page = browser.get(f"{base_url}/admin/orders", timeout=30)
+    assert page.status_code == 200 and "/admin/logout" in page.text
+    csrf = CSRF_FIELD.search(page.text).group(1)
+    browser.post(f"{base_url}/admin/logout", data={"csrf_token": csrf}, timeout=30)
+    browser.close()
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
 def log_lines(records):
-    """Return [(logger, text)] for every record: message, arguments, exception and stack."""
+    """Return [(logger, text)] for every record: message, arguments, exception, stack, and the record
+    as the stderr log writes it in JSON and in text (with its fields)."""
     formatter = logging.Formatter()
+    written = (JSONFormatter(), TextFormatter())
     lines = []
     for record in records:
-        parts = [record.getMessage(), repr(record.args)]
+        parts = [record.getMessage(), repr(record.args), *(line.format(record) for line in written)]
         if record.exc_info:
             parts.append(formatter.formatException(record.exc_info))
         if record.exc_text:
@@ -241,6 +277,7 @@ def scenario_logs(tmp_path_factory):
         app = create_app({
             "database": {"url": f"sqlite:///{tmp_path}/secrets.db"},
             "merchant": {"api_tokens": scenario.tokens},
+            "metrics": {"token": scenario.metrics_token},
             "outbox": {"in_app_dispatcher": False, "retry_schedule": [0, 0]},
             "notifications": {"url": sink.url("/notify"), "secret": scenario.notifications_secret,
                               "timeout_seconds": 2},
