@@ -46,10 +46,10 @@ def require_merchant_token():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send `Authorization: Bearer <token>` with a merchant API token.")
-    token = matching_token(token.strip())
-    if token is None:
+    known = matching_token(token.strip())
+    if known is None:
         raise Unauthorized("The merchant API token is not valid.")
-    act_as(token_name(token))
+    act_as(token_name(known))
 
 
 def init_app(app):
