@@ -63,6 +63,8 @@ MERCHANT_ROUTES = (
     ("POST", "/orders/{order_id}/unarchive"),
     ("POST", "/orders/{order_id}/transactions"),
     ("POST", "/orders/{order_id}/returns"),
+    ("POST", "/orders/{order_id}/comments"),
+    ("POST", "/outbox/messages/{message_id}/retry"),
     ("POST", "/returns/{return_id}/approve"),
     ("POST", "/returns/{return_id}/decline"),
     ("POST", "/returns/{return_id}/complete_inspection"),
@@ -219,6 +221,7 @@ def world(api, service, create_order):
         "line_item_ids": [item["id"] for item in order["line_items"]],
         "request_id": request_id,
         "return_id": return_.body["id"],
+        "message_id": api.get("/outbox/messages?state=pending").body["messages"][0]["id"],
     }
 
 
@@ -442,6 +445,7 @@ def test_merchant_route_never_answers_500_to_random_bodies(api, world, method, t
             order_id=data.draw(st.just(world["order_id"]) | absurd),
             return_id=data.draw(st.just(world["return_id"]) | absurd),
             fo_id=data.draw(st.sampled_from(world["fo_ids"]) | absurd),
+            message_id=data.draw(st.just(world["message_id"]) | absurd),
         )
         shape = data.draw(st.sampled_from(["fields", "fields", "json", "bytes", "deep", "huge"]))
         content_type = "application/json"

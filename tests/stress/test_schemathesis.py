@@ -54,6 +54,7 @@ OPERATIONS = (
     ("POST", "/orders/{order_id}/unarchive"),
     ("POST", "/orders/{order_id}/transactions"),
     ("GET", "/orders/{order_id}/timeline"),
+    ("POST", "/orders/{order_id}/comments"),
     ("POST", "/orders/{order_id}/returns"),
     ("POST", "/returns/{return_id}/approve"),
     ("POST", "/returns/{return_id}/decline"),
