@@ -196,6 +196,7 @@ VALID_BODIES = {
                                    "line_items": [{"line_item_id": 1, "quantity": 1}]},
     "/fulfillment_orders/{fo_id}/hold": {"reason": "other"},
     "/fulfillment_orders/{fo_id}/messages": {"message": "hello"},
+    "/orders/{order_id}/comments": {"message": "hello"},
 }
 
 
