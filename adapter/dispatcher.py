@@ -21,6 +21,9 @@ LEASE_MARGIN_SECONDS = 30
 # recorded, and the leases of its unsent messages are renewed as often: every send
 # starts within this many seconds of its lease being set, far inside the margin.
 RECORD_EVERY_SECONDS = 1.0
+# Database round trips around a send, on top of the send itself, before a gone claimer's
+# messages are taken over (claims.claim's takeover_after).
+TAKEOVER_SLACK_SECONDS = 1.0
 
 
 def targets_of(settings):
@@ -51,9 +54,18 @@ class Dispatcher:
         """Return how long a claim on one of the target's messages lasts."""
         return 2 * self.clients[target].timeout_seconds + LEASE_MARGIN_SECONDS
 
+    def takeover_after(self, target):
+        """Return how long after a gone claimer last set a lease its messages are taken over.
+
+        Each of its sends started within RECORD_EVERY_SECONDS of the lease being set and
+        lasted at most about twice the timeout, so by then none is still in flight.
+        """
+        return 2 * self.clients[target].timeout_seconds + RECORD_EVERY_SECONDS + TAKEOVER_SLACK_SECONDS
+
     def claim(self, target, now):
         """Claim up to batch_size due messages of `target` under a fresh lease; return them."""
-        return claims.claim(target, now, self.lease_seconds(target), self.settings.batch_size)
+        return claims.claim(target, now, self.lease_seconds(target), self.settings.batch_size,
+                            self.takeover_after(target))
 
     def send_batch(self, messages, claimed_at, clock):
         """Send messages claimed at `claimed_at` in turn and record their outcomes; return how many were sent.

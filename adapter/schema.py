@@ -4,6 +4,7 @@ import logging
 import threading
 
 import peewee
+from playhouse.migrate import SchemaMigrator, migrate
 
 from . import models, store
 from .errors import StoreUnavailable
@@ -12,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # Raise it whenever the models gain a table or an index: a database recording an older
 # version gets what is missing on the next start, and one at the current version is left alone.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
 
 
@@ -21,8 +22,23 @@ def _amount_authorized_net_of_voids():
     models.Order.update(authorized_minor=0).where(models.Order.voided == True).execute()  # noqa: E712
 
 
-# What an older database needs, besides missing tables and indexes, to reach each version.
-UPGRADES = {2: _amount_authorized_net_of_voids}
+def _add_column(model, name):
+    """Add `model`'s field `name` to its existing table unless it is there already."""
+    table = model._meta.table_name
+    if name in {column.name for column in store.database.get_columns(table)}:
+        return
+    field = model._meta.fields[name]
+    migrator = SchemaMigrator.from_database(store.database.obj)
+    migrate(migrator.add_column(table, field.column_name, field))
+
+
+def _outbox_lease_holder():
+    _add_column(models.OutboxMessage, "lease_holder")
+
+
+# What an older database needs, besides missing tables and indexes, to reach each version:
+# a list of steps per version.
+UPGRADES = {2: [_amount_authorized_net_of_voids], 3: [_outbox_lease_holder]}
 
 
 class SchemaError(Exception):
@@ -50,7 +66,8 @@ def create_tables():
                 )
             database.create_tables(models.ALL_MODELS, safe=True)
             for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-                UPGRADES.get(step + 1, lambda: None)()
+                for upgrade in UPGRADES.get(step + 1, ()):
+                    upgrade()
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=SCHEMA_VERSION)
 
