@@ -8,6 +8,7 @@ import os
 import threading
 
 from . import claims, fulfillment_orders, outbox, store
+from .errors import StoreUnavailable
 from .service_client import DeliveryError, client_for
 from .times import utcnow
 
@@ -198,9 +199,19 @@ class Dispatcher:
             try:
                 with store.database.connection_context():
                     self.run_target(target, utcnow)
+            except StoreUnavailable as exc:
+                # Locked, full or unreachable: one line, not a traceback per poll.
+                log.warning("outbox dispatcher for %s: the store is unavailable (%s); trying again",
+                            target, _reason(exc))
             except Exception:
                 log.exception("outbox dispatcher for %s failed; trying again", target)
             wake.wait(self.settings.poll_seconds)
+
+
+def _reason(exc):
+    """Return the driver's message that made the store unavailable, on one line."""
+    cause = next((error for error in store.driver_errors(exc) if store.is_unavailable(error)), exc)
+    return " ".join(str(cause).split())
 
 
 _in_process = None
