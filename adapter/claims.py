@@ -3,7 +3,7 @@
 Several dispatchers (threads, processes, hosts) share the outbox: a message is sent by
 whoever holds its lease, and an outcome is written only while that lease is still held, so
 one message is never sent by two at once and a crash only ever causes a resend with the same
-webhook-id once the lease has run out.
+webhook-id, once the lease has run out or the crashed claimer's sends are over (below).
 
 Each claim also records its claimer (`this_process`). A dispatcher on the same host takes over
 the messages of a claimer that is gone (killed, crashed) without waiting out the lease: as soon
