@@ -8,7 +8,6 @@ import os
 import threading
 
 from . import claims, fulfillment_orders, outbox, store
-from .errors import StoreUnavailable
 from .service_client import DeliveryError, client_for
 from .times import utcnow
 
@@ -188,8 +187,8 @@ class Dispatcher:
             try:
                 with store.database.connection_context():
                     self.open_due(utcnow())
-            except Exception:
-                log.exception("opening scheduled fulfillment orders failed; trying again")
+            except Exception as exc:
+                _log_failure("opening scheduled fulfillment orders", exc)
             self._stopping.wait(self.settings.poll_seconds)
 
     def _work(self, target):
@@ -199,19 +198,21 @@ class Dispatcher:
             try:
                 with store.database.connection_context():
                     self.run_target(target, utcnow)
-            except StoreUnavailable as exc:
-                # Locked, full or unreachable: one line, not a traceback per poll.
-                log.warning("outbox dispatcher for %s: the store is unavailable (%s); trying again",
-                            target, _reason(exc))
-            except Exception:
-                log.exception("outbox dispatcher for %s failed; trying again", target)
+            except Exception as exc:
+                _log_failure(f"outbox dispatcher for {target}", exc)
             wake.wait(self.settings.poll_seconds)
 
 
-def _reason(exc):
-    """Return the driver's message that made the store unavailable, on one line."""
-    cause = next((error for error in store.driver_errors(exc) if store.is_unavailable(error)), exc)
-    return " ".join(str(cause).split())
+def _log_failure(what, exc):
+    """Log why a loop of the dispatcher failed: one line when the store is away, else the traceback."""
+    if not store.is_unavailable(exc):
+        log.exception("%s failed; trying again", what)
+        return
+    # Locked, full or unreachable: one line per poll, not a traceback, naming the deepest cause
+    # (a full disk hides behind the ROLLBACK that failed after it).
+    causes = [error for error in store.driver_errors(exc) if store.is_unavailable(error)]
+    cause = causes[-1] if causes else exc
+    log.warning("%s: the store is unavailable (%s); trying again", what, " ".join(str(cause).split()))
 
 
 _in_process = None

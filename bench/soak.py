@@ -246,8 +246,12 @@ def run(args, stack, disk, url, faults, cluster=None):
                           {"acme": {"workflow": "new", "url": sink.url("/acme"), "secret": secret,
                                     "timeout_seconds": SERVICE_TIMEOUT_SECONDS}},
                           outbox={"poll_seconds": 0.5})
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], cwd=c.REPO,
-                   env=_environ(config, url), check=True, capture_output=True, timeout=60)
+    # Every worker must sign admin sessions with one key (a PostgreSQL deployment insists).
+    os.environ.setdefault("ADMIN_SECRET_KEY", secrets.token_hex(32))
+    started = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], cwd=c.REPO,
+                             env=_environ(config, url, [token]), capture_output=True, text=True, timeout=60)
+    if started.returncode != 0:
+        sys.exit(f"flask init-db failed: {started.stderr.strip()}")
     server = Server(config, url, token, logs / "gunicorn.log", workers=args.workers).wait_ready()
     stack.callback(server.stop)
     started = time.monotonic()

@@ -20,6 +20,9 @@ from collections import Counter
 import pytest
 import requests
 
+from adapter import dispatcher, store
+from adapter.errors import StoreUnavailable
+
 from .procs import (
     Remote,
     Sink,
@@ -172,3 +175,42 @@ def merchant_request(remote, requested, lock):
         with lock:
             requested.append(fo_id)
     return answer.status_code
+
+
+def full_commit_then_failed_rollback():
+    """Return what peewee meets when a COMMIT fails on a full disk: the failed ROLLBACK, caused by it."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db.execute("CREATE TABLE filler (data BLOB)")
+        db.execute("PRAGMA max_page_count = 2")  # the disk is full from here on
+        try:
+            db.execute("INSERT INTO filler VALUES (zeroblob(100000))")
+        except sqlite3.OperationalError:
+            db.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        return exc
+    finally:
+        db.close()
+    raise AssertionError("the database did not fill")
+
+
+FULL = "the store is unavailable (database or disk is full)"
+
+
+@pytest.mark.parametrize(("make_error", "level", "traceback", "says"), [
+    (lambda: StoreUnavailable("busy"), "WARNING", False, "the store is unavailable (busy)"),
+    (full_commit_then_failed_rollback, "WARNING", False, FULL),
+    (lambda: ValueError("a bug"), "ERROR", True, "outbox dispatcher for acme failed; trying again"),
+], ids=["store unavailable", "full disk behind a failed rollback", "anything else"])
+def test_the_dispatcher_logs_one_line_while_the_store_is_away_and_a_traceback_otherwise(
+    caplog, make_error, level, traceback, says
+):
+    error = make_error()
+    if isinstance(error, sqlite3.Error):
+        # The full disk is the ROLLBACK failure's context, as inside peewee's transaction.
+        assert error.__context__ is not None and store.is_unavailable(error)
+    with caplog.at_level("WARNING", logger="adapter.dispatcher"):
+        dispatcher._log_failure("outbox dispatcher for acme", error)
+    (record,) = caplog.records
+    assert record.levelname == level and says in record.getMessage()
+    assert (record.exc_info is not None) is traceback
