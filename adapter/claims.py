@@ -3,10 +3,17 @@
 Several dispatchers (threads, processes, hosts) share the outbox: a message is sent by
 whoever holds its lease, and an outcome is written only while that lease is still held, so
 one message is never sent by two at once and a crash only ever causes a resend with the same
-webhook-id once the lease has run out.
+webhook-id, once the lease has run out or the crashed claimer's sends are over (below).
+
+Each claim also records its claimer (`this_process`). A dispatcher on the same host takes over
+the messages of a claimer that is gone (killed, crashed) without waiting out the lease: as soon
+as a send the claimer may have left in flight has had its time (`takeover_after`). Across hosts
+no process can be checked, and the lease stays the bound.
 """
 
 import logging
+import os
+import socket
 import uuid
 from datetime import timedelta
 
@@ -59,18 +66,90 @@ def claimable(target, now):
     )
 
 
-def abandoned(target, now):
-    """Select the target's messages whose sender's lease ran out, not behind an earlier one."""
+def abandoned(target, now, gone=(), gone_until=None):
+    """Select the target's messages whose sender's lease ran out, not behind an earlier one.
+
+    Also those claimed by a holder in `gone` whose lease ends before `gone_until`.
+    """
+    expired = OutboxMessage.lease_until < now
+    if gone:
+        expired |= OutboxMessage.lease_holder.in_(list(gone)) & (OutboxMessage.lease_until < gone_until)
     return (
         OutboxMessage.select()
         .where(
             (OutboxMessage.status == "sending")
             & (OutboxMessage.target == target)
-            & (OutboxMessage.lease_until < now)
+            & expired
             & ~fn.EXISTS(_behind_an_earlier_one())
         )
         .order_by(OutboxMessage.id)
     )
+
+
+_this_process = None
+
+
+def this_process():
+    """Return this process's claimer name (host, kernel boot, pid namespace, pid, start time), or None.
+
+    None where processes cannot be checked (no /proc): claims then rely on their lease alone.
+    """
+    global _this_process
+    pid = os.getpid()
+    if _this_process is None or _this_process[0] != pid:
+        # A forked worker (gunicorn) is a claimer of its own.
+        started = _start_time(pid)
+        name = None
+        if started is not None:
+            try:
+                with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+                    boot_id = boot.read().strip()
+                namespace = os.stat("/proc/self/ns/pid").st_ino
+                name = f"{socket.gethostname()[:64]}|{boot_id}|{namespace}|{pid}|{started}"
+            except OSError:
+                name = None
+        _this_process = (pid, name)
+    return _this_process[1]
+
+
+def _start_time(pid):
+    """Return when process `pid` started (clock ticks since boot), or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def is_gone(holder):
+    """Tell whether claimer `holder`, named on this host and pid namespace, no longer runs."""
+    pid, started = holder.rsplit("|", 2)[1:]
+    return _start_time(int(pid)) != started
+
+
+def _gone_holders(target, now):
+    """Return the claimers on this host of the target's messages still under lease that are gone."""
+    me = this_process()
+    if me is None:
+        return set()
+    here = me.rsplit("|", 2)[0] + "|"
+    holders = (
+        OutboxMessage.select(OutboxMessage.lease_holder)
+        .where(
+            (OutboxMessage.status == "sending")
+            & (OutboxMessage.target == target)
+            & (OutboxMessage.lease_until >= now)
+            & OutboxMessage.lease_holder.startswith(here)
+        )
+        .distinct()
+        .tuples()
+    )
+    return {holder for (holder,) in holders if holder != me and is_gone(holder)}
 
 
 def _locked(query):
@@ -78,20 +157,32 @@ def _locked(query):
     return query.for_update(skip_locked=True) if store.is_postgres() else query
 
 
-def claim(target, now, lease_seconds, limit):
-    """Mark up to `limit` due messages of `target` as sending under a fresh lease; return them."""
-    token = uuid.uuid4().hex
+def claim(target, now, lease_seconds, limit, takeover_after=None):
+    """Mark up to `limit` due messages of `target` as sending under a fresh lease; return them.
+
+    With `takeover_after` (seconds), also take over messages of a claimer on this host that is
+    gone, once that long has passed since it last set their lease: by then any send it left in
+    flight has ended.
+    """
+    token, holder = uuid.uuid4().hex, this_process()
     lease_until = now + timedelta(seconds=lease_seconds)
     with store.transaction():
-        messages = list(_locked(abandoned(target, now).limit(limit)))
+        gone = _gone_holders(target, now) if takeover_after is not None else set()
+        gone_until = now + timedelta(seconds=lease_seconds - (takeover_after or 0))
+        messages = list(_locked(abandoned(target, now, gone, gone_until).limit(limit)))
         if len(messages) < limit:
             messages.extend(_locked(claimable(target, now).limit(limit - len(messages))))
         if messages:
+            taken_over = [message for message in messages if message.lease_holder in gone]
+            if taken_over:
+                log.warning("taking over %d message(s) to %s from a stopped worker (%s)",
+                            len(taken_over), target, ", ".join(sorted({m.lease_holder for m in taken_over})))
             OutboxMessage.update(
-                status="sending", lease_token=token, lease_until=lease_until
+                status="sending", lease_token=token, lease_until=lease_until, lease_holder=holder
             ).where(OutboxMessage.id.in_([message.id for message in messages])).execute()
     for message in messages:
         message.status, message.lease_token, message.lease_until = "sending", token, lease_until
+        message.lease_holder = holder
     return messages
 
 

@@ -22,6 +22,9 @@ LEASE_MARGIN_SECONDS = 30
 # recorded, and the leases of its unsent messages are renewed as often: every send
 # starts within this many seconds of its lease being set, far inside the margin.
 RECORD_EVERY_SECONDS = 1.0
+# Database round trips around a send, on top of the send itself, before a gone claimer's
+# messages are taken over (claims.claim's takeover_after).
+TAKEOVER_SLACK_SECONDS = 1.0
 
 
 def targets_of(settings):
@@ -52,9 +55,18 @@ class Dispatcher:
         """Return how long a claim on one of the target's messages lasts."""
         return 2 * self.clients[target].timeout_seconds + LEASE_MARGIN_SECONDS
 
+    def takeover_after(self, target):
+        """Return how long after a gone claimer last set a lease its messages are taken over.
+
+        Each of its sends started within RECORD_EVERY_SECONDS of the lease being set and
+        lasted at most about twice the timeout, so by then none is still in flight.
+        """
+        return 2 * self.clients[target].timeout_seconds + RECORD_EVERY_SECONDS + TAKEOVER_SLACK_SECONDS
+
     def claim(self, target, now):
         """Claim up to batch_size due messages of `target` under a fresh lease; return them."""
-        return claims.claim(target, now, self.lease_seconds(target), self.settings.batch_size)
+        return claims.claim(target, now, self.lease_seconds(target), self.settings.batch_size,
+                            self.takeover_after(target))
 
     def send_batch(self, messages, claimed_at, clock):
         """Send messages claimed at `claimed_at` in turn and record their outcomes; return how many were sent.
@@ -179,8 +191,8 @@ class Dispatcher:
             try:
                 with store.database.connection_context():
                     self.open_due(utcnow())
-            except Exception:
-                log.exception("opening scheduled fulfillment orders failed; trying again")
+            except Exception as exc:
+                _log_failure("opening scheduled fulfillment orders", exc)
             self._stopping.wait(self.settings.poll_seconds)
 
     def _work(self, target):
@@ -190,9 +202,21 @@ class Dispatcher:
             try:
                 with store.database.connection_context():
                     self.run_target(target, utcnow)
-            except Exception:
-                log.exception("outbox dispatcher for %s failed; trying again", target)
+            except Exception as exc:
+                _log_failure(f"outbox dispatcher for {target}", exc)
             wake.wait(self.settings.poll_seconds)
+
+
+def _log_failure(what, exc):
+    """Log why a loop of the dispatcher failed: one line when the store is away, else the traceback."""
+    if not store.is_unavailable(exc):
+        log.exception("%s failed; trying again", what)
+        return
+    # Locked, full or unreachable: one line per poll, not a traceback, naming the deepest cause
+    # (a full disk hides behind the ROLLBACK that failed after it).
+    causes = [error for error in store.driver_errors(exc) if store.is_unavailable(error)]
+    cause = causes[-1] if causes else exc
+    log.warning("%s: the store is unavailable (%s); trying again", what, " ".join(str(cause).split()))
 
 
 _in_process = None

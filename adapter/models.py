@@ -261,6 +261,9 @@ class OutboxMessage(BaseModel):
     next_attempt_at = peewee.DateTimeField()
     lease_until = peewee.DateTimeField(null=True)
     lease_token = peewee.CharField(max_length=64, null=True)
+    # Who claimed it (claims.this_process): a dispatcher on the same host takes over at once
+    # from a claimer that is gone instead of waiting out the lease.
+    lease_holder = peewee.CharField(max_length=200, null=True)
     last_status_code = peewee.IntegerField(null=True)
     last_answer = peewee.TextField(null=True)
     created_at = peewee.DateTimeField()

@@ -69,9 +69,14 @@ def _actor_names():
     _add_columns(models.TimelineEvent, "actor_name")
 
 
+def _outbox_lease_holder():
+    # Version 3 records who claimed a message, so a dead claimer's messages are taken over soon.
+    _add_columns(models.OutboxMessage, "lease_holder")
+
+
 # What an older database needs, besides missing tables and indexes, to reach each version:
 # steps run in order after missing tables are created and before missing indexes are.
-UPGRADES = {2: [_amount_authorized_net_of_voids], 3: [_search_keys, _actor_names]}
+UPGRADES = {2: [_amount_authorized_net_of_voids], 3: [_search_keys, _actor_names, _outbox_lease_holder]}
 
 
 class SchemaError(Exception):

@@ -167,16 +167,20 @@ def snapshot():
 
 def driver_error(exc):
     """Return the database driver's exception behind `exc` (peewee wraps it, maybe twice), or None."""
+    return next(driver_errors(exc), None)
+
+
+def driver_errors(exc):
+    """Yield the database driver's exceptions behind `exc`, nearest first, and those they followed."""
     seen, pending = set(), [exc]
     while pending:
         candidate = pending.pop(0)
         if not isinstance(candidate, BaseException) or id(candidate) in seen:
             continue
         if isinstance(candidate, sqlite3.Error | psycopg2.Error):
-            return candidate
+            yield candidate
         seen.add(id(candidate))
         pending.extend((*candidate.args[:1], candidate.__cause__, candidate.__context__))
-    return None
 
 
 def is_unavailable(exc):
@@ -189,10 +193,9 @@ def is_unavailable(exc):
         return True
     error = driver_error(exc)
     if isinstance(error, sqlite3.Error):
-        code = getattr(error, "sqlite_errorcode", None)
-        if code is None:
-            return "locked" in str(error) or "busy" in str(error)
-        return code & 0xFF in SQLITE_TRANSIENT_CODES
+        # A COMMIT that fails on a full disk rolls back by itself, and the ROLLBACK peewee then
+        # sends fails in turn ("no transaction is active"): the cause is further down the chain.
+        return any(_sqlite_transient(found) for found in driver_errors(exc))
     if isinstance(error, psycopg2.Error):
         code = error.pgcode
         if code is None:
@@ -203,6 +206,15 @@ def is_unavailable(exc):
             )
         return code.startswith(POSTGRES_TRANSIENT_CLASSES) or code in POSTGRES_TRANSIENT_CODES
     return False
+
+
+def _sqlite_transient(error):
+    if not isinstance(error, sqlite3.Error):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(error) or "busy" in str(error)
+    return code & 0xFF in SQLITE_TRANSIENT_CODES
 
 
 def is_misconfigured(exc):

@@ -9,15 +9,36 @@ a file beside it: the kernel wakes the next writer as soon as the previous one c
 The wait stays bounded: a thread waits for its process's turn at most `timeout_seconds`, and a
 process holding the file lock is inside one transaction, which SQLite's own busy timeout
 bounds when something outside this queue holds the database.
+
+Under gevent (a monkey-patched process, such as a gunicorn gevent worker) a blocking `flock`
+would stop every greenlet of the worker while another process writes, so there the file lock
+is tried without blocking, between short cooperative sleeps, for at most `timeout_seconds`.
 """
 
 import contextlib
 import fcntl
 import os
+import sys
 import threading
+import time
 import weakref
 
 _queues = weakref.WeakSet()
+
+# Sleeps between tries of the file lock under gevent: short at first, since most
+# transactions take a millisecond or two, then longer, so a long wait costs little CPU.
+FIRST_RETRY_SECONDS = 0.0005
+LONGEST_RETRY_SECONDS = 0.01
+
+
+def _gevent_sleep():
+    """Return gevent's sleep if gevent has patched this process's threads, else None."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return None
+    import gevent
+
+    return gevent.sleep
 
 
 class WriterQueue:
@@ -35,21 +56,42 @@ class WriterQueue:
         self._threads = threading.Lock()
         self._fd = None
 
-    def _lock_file(self):
+    def _open(self):
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             weakref.finalize(self, os.close, self._fd)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self._fd
+
+    def _lock_file(self, deadline):
+        """Take the file lock; return False if it did not come by `deadline` (gevent only)."""
+        fd = self._open()
+        sleep = _gevent_sleep()
+        if sleep is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
+        pause = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+            sleep(pause)
+            pause = min(pause * 2, LONGEST_RETRY_SECONDS)
 
     @contextlib.contextmanager
     def turn(self):
         """Wait for this writer's turn; yield False if the process's turn did not come in time."""
+        deadline = time.monotonic() + self.timeout_seconds
         threads = self._threads
         if not threads.acquire(timeout=self.timeout_seconds):
             yield False
             return
         try:
-            self._lock_file()
+            if not self._lock_file(deadline):
+                yield False
+                return
             try:
                 yield True
             finally:

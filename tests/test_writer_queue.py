@@ -1,6 +1,7 @@
 """SQLite writers queue for their turn: across processes, across threads, with a bounded wait."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -117,3 +118,69 @@ def test_store_transactions_queue_and_a_late_turn_is_a_503(app):
             pass
     with writing():
         pass
+
+
+UNDER_GEVENT = r"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import json, subprocess, sys, time
+
+import gevent
+
+from adapter.writer_queue import WriterQueue
+
+path, hold_seconds = sys.argv[1], float(sys.argv[2])
+queue = WriterQueue(path, timeout_seconds=float(sys.argv[3]))
+open(queue.path, "a").close()
+holder = subprocess.Popen(
+    [sys.executable, "-c",
+     "import fcntl, os, sys, time\n"
+     "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+     "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+     "print('held', flush=True)\n"
+     "time.sleep(float(sys.argv[2]))\n",
+     queue.path, str(hold_seconds)],
+    stdout=subprocess.PIPE, text=True,
+)
+assert holder.stdout.readline().strip() == "held"
+ticks, result = [], {}
+
+def tick():
+    while "granted" not in result:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.01)
+
+def write():
+    started = time.monotonic()
+    with queue.turn() as granted:
+        result["granted"], result["waited"] = granted, time.monotonic() - started
+
+gevent.joinall([gevent.spawn(tick), gevent.spawn(write)], timeout=30)
+holder.wait(30)
+print(json.dumps({**result, "ticks": len(ticks)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("hold_seconds", "timeout_seconds", "granted"),
+    [(1.0, 5.0, True), (3.0, 0.5, False)],
+    ids=["turn comes once the other process commits", "turn refused after the busy timeout"],
+)
+def test_under_gevent_other_greenlets_run_while_another_process_holds_the_turn(
+    tmp_path, hold_seconds, timeout_seconds, granted
+):
+    pytest.importorskip("gevent")
+    done = subprocess.run(
+        [sys.executable, "-c", UNDER_GEVENT, str(tmp_path / "adapter.db"), str(hold_seconds),
+         str(timeout_seconds)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["granted"] is granted, result
+    waited = min(hold_seconds, timeout_seconds)
+    assert waited - 0.2 < result["waited"] < waited + 1.0, result
+    # A greenlet sleeping 10 ms at a time kept running the whole wait: a blocking flock allows one tick.
+    assert result["ticks"] >= waited / 0.01 / 4, result

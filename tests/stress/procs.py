@@ -264,6 +264,17 @@ def outbox_statuses(database_url):
         return Counter(dict(cursor.fetchall()))
 
 
+def outbox_rows(database_url, *columns):
+    """Return the outbox rows as tuples of `columns`, in id order, read straight from the store."""
+    query = f"SELECT {', '.join(columns)} FROM {OutboxMessage._meta.table_name} ORDER BY id"
+    if database_url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(database_url[len("sqlite:///"):], timeout=10)) as db:
+            return db.execute(query).fetchall()
+    with contextlib.closing(psycopg2.connect(database_url)) as db, db.cursor() as cursor:
+        cursor.execute(query)
+        return cursor.fetchall()
+
+
 # ---- processes in groups of their own ----------------------------------------------------------
 
 
