@@ -45,7 +45,8 @@ CRASH_THREADS = 4
 TOKEN = f"stress-token-{secrets.token_hex(8)}"
 SECRET = make_secret()
 SERVICE_TIMEOUT_SECONDS = 1
-# A message claimed when the server died waits for its lease: 2 × timeout + 30 s (dispatcher.py).
+# A message claimed when the server died is taken over by a dispatcher on the same host 2 × timeout
+# + 2 s after its claimer last set the lease (claims.py); the lease itself (2 × timeout + 30 s) bounds it.
 LEASE_SECONDS = 2 * SERVICE_TIMEOUT_SECONDS + 30
 IN_PROGRESS_REQUESTS = {"submitted", "accepted", "cancellation_requested", "cancellation_rejected"}
 SINK_DELAY_SECONDS = 0.1
