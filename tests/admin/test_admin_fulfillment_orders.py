@@ -250,7 +250,8 @@ def test_revert_of_some_lines_moves_them_to_a_new_fo_and_reminds_to_check_invent
         "Reverted to unfulfilled. Check your inventory counts to make sure they are correct."]
     after = sides.read_order(order["id"])["fulfillment_orders"]
     moved = next(f for f in after if f["service"] == "acme" and f["id"] != fo_id)
-    assert state(moved) == ("open", "unsubmitted") and [line["sku"] for line in moved["line_items"]] == ["TEE-1"]
+    assert state(moved) == ("open", "unsubmitted")
+    assert [line["sku"] for line in moved["line_items"]] == ["TEE-1"]
     assert state(sides.fo(fo_id)) == ("in_progress", "cancellation_requested")
     html = admin.get(f"/admin/orders/{order['id']}").html
     assert banners_of(html, moved["id"]) == ["reverted", "new_workflow"]
@@ -261,7 +262,8 @@ def test_mark_as_fulfilled_records_tracking_and_notifies_the_customer(sides, adm
     order = sides.order()
     own = fo_of(order, None)
     submit(admin, order["id"], own["id"], "mark_as_fulfilled", {
-        f"quantity-{own['line_items'][0]['id']}": "1", "tracking_number": "TH123", "tracking_company": "Thailand Post",
+        f"quantity-{own['line_items'][0]['id']}": "1", "tracking_number": "TH123",
+        "tracking_company": "Thailand Post",
         "tracking_url": "https://track.example/TH123", "notify_customer": "on"})
     assert flashed(admin, order["id"]) == ["Items marked as fulfilled."]
     [shipment] = sides.read_order(order["id"])["fulfillments"]
@@ -335,7 +337,8 @@ def invalid_input(html, input_id):
     tag = re.search(rf'<(?:input|textarea|select) id="{re.escape(input_id)}"[^>]*>', html)
     if tag is None or 'aria-invalid="true"' not in tag.group(0):
         return None
-    return unescape(re.search(rf'<p id="{re.escape(input_id)}-error" class="field-error">([^<]*)</p>', html).group(1))
+    error = re.search(rf'<p id="{re.escape(input_id)}-error" class="field-error">([^<]*)</p>', html)
+    return unescape(error.group(1))
 
 
 def test_a_quantity_that_is_not_a_number_is_shown_at_its_input(sides, admin):
@@ -377,7 +380,8 @@ def test_a_cancellation_note_longer_than_the_api_takes_is_shown_at_the_note(side
 def test_reverting_more_than_remains_is_shown_at_the_quantity(sides, admin):
     order, fo_id = cancellation_requested_order(sides)
     tee = line_of(sides.fo(fo_id), "TEE-1")
-    html = refusal(sides, admin, order["id"], fo_id, "revert_to_unfulfilled", {f"quantity-{tee['id']}": "3"}, 422)
+    html = refusal(sides, admin, order["id"], fo_id, "revert_to_unfulfilled",
+                   {f"quantity-{tee['id']}": "3"}, 422)
     assert invalid_input(html, f"fo-{fo_id}-revert_to_unfulfilled-quantity-{tee['id']}") is not None
 
 
@@ -420,7 +424,8 @@ def test_fulfill_now_on_an_open_fo_is_409(sides, admin):
 def test_a_blank_message_is_shown_at_the_message(sides, admin):
     order, fo_id = accepted_order(sides)
     html = refusal(sides, admin, order["id"], fo_id, "send_message", {"message": "   "}, 422)
-    assert invalid_input(html, f"fo-{fo_id}-send_message-message") == "Write a message of at most 5,000 characters."
+    assert invalid_input(html, f"fo-{fo_id}-send_message-message") == (
+        "Write a message of at most 5,000 characters.")
 
 
 def test_refusals_speak_thai_on_a_thai_page(sides, admin):
