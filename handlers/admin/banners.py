@@ -53,16 +53,18 @@ def fulfillment_order_banners(fo, events):
     if fo["needs_attention"]:
         banners.append(Banner("needs_attention", "attention", NEEDS_ATTENTION, NEEDS_ATTENTION_DETAIL))
     request_status = fo["request_status"]
+    # An answer to a cancellation no longer matters once the FO is closed or cancelled.
+    ended = fo["status"] in ENDED
     if request_status == RequestStatus.REJECTED:
         answer = _latest(own, "fulfillment_request.rejected")
         banners.append(Banner("rejected", "critical", REJECTED, REJECTED_DETAIL,
                               reason=(answer.data or {}).get("reason") if answer else None,
                               message=answer.message if answer else None))
-    elif request_status == RequestStatus.CANCELLATION_ACCEPTED:
+    elif request_status == RequestStatus.CANCELLATION_ACCEPTED and not ended:
         answer = _latest(own, "cancellation_request.accepted")
         banners.append(Banner("cancellation_accepted", "info", CANCELLATION_ACCEPTED,
                               CANCELLATION_ACCEPTED_DETAIL, message=answer.message if answer else None))
-    elif request_status == RequestStatus.CANCELLATION_REJECTED:
+    elif request_status == RequestStatus.CANCELLATION_REJECTED and not ended:
         answer = _latest(own, "cancellation_request.rejected")
         banners.append(Banner("cancellation_rejected", "attention", CANCELLATION_REJECTED,
                               CANCELLATION_REJECTED_DETAIL, message=answer.message if answer else None))
@@ -72,7 +74,7 @@ def fulfillment_order_banners(fo, events):
         transitions.TRANSITIONS[name].allows(fo["status"], request_status) for name in NEW_ONLY
     ):
         banners.append(Banner("contact_service", "info", CONTACT_SERVICE))
-    if fo["workflow"] == transitions.NEW and fo["status"] not in ENDED:
+    if fo["workflow"] == transitions.NEW and not ended:
         banners.append(Banner("new_workflow", "plain", NEW_WORKFLOW, NEW_WORKFLOW_DETAIL))
     return banners
 

@@ -490,6 +490,27 @@ def test_answers_of_the_service_have_their_banner(sides, admin, flow, kind, thai
     assert thai in page_of(admin, order["id"], "th").html
 
 
+def test_a_cancellation_answer_is_no_longer_a_banner_once_the_fo_is_closed(sides, admin):
+    order, fo_id = cancellation_rejected_order(sides)
+    ship(sides, "acme", fo_id, external_id="everything")
+    assert banners_of(page_of(admin, order["id"]).html, fo_id) == []
+
+
+@pytest.mark.parametrize("language, reminder", [
+    ("en", "Check your inventory counts to make sure they are correct."),
+    ("th", "ตรวจสอบจำนวนสินค้าคงคลังของคุณเพื่อให้แน่ใจว่าถูกต้อง"),
+])
+def test_a_revert_reminds_to_check_inventory_on_the_card_and_in_the_timeline(
+    sides, admin, language, reminder
+):
+    order, fo_id = cancellation_requested_order(sides)
+    sides.act(fo_id, "revert")
+    html = page_of(admin, order["id"], language).html
+    assert banners_of(html, fo_id)[0] == "reverted"
+    timeline = html[html.index('<ol class="timeline">'):]
+    assert reminder in timeline
+
+
 def test_a_late_shipment_shows_the_needs_attention_banner_in_thai(sides, admin):
     order, fo_id = withdrawn_order(sides)
     ship(sides, "acme", fo_id, {"TEE-1": 1}, external_id="late-box")
