@@ -18,15 +18,13 @@ from .refusals import REFUSED, Refusal
 
 @dataclass(frozen=True)
 class FormAction:
-    """One form: its accessible name, the API's schema, how the form becomes the API's body.
-
-    `run(fo_id, payload, now)` is the core operation the API endpoint calls; `payload` builds the
-    body the API would receive from the form and the FO's lines, plus where each line went in it.
-    """
+    """One form of a card: its accessible name, the API's schema and operation, its flash message."""
 
     name: object
     schema: object
+    # (FO lines) -> (the body the API endpoint would receive, the FO line id of each `line_items.N`)
     payload: object
+    # (fo_id, loaded body, now): the core operation the API endpoint calls
     run: object
     done: object
 
@@ -42,8 +40,9 @@ def _checked(name):
 
 
 def _line_items(fo_lines):
-    """Return the API's `line_items` from the quantity inputs (None: everything remaining) and the
-    FO line id at each index, so the schema's `line_items.N.*` errors find their input."""
+    """Return the API's `line_items` from the quantity inputs and the FO line id at each index."""
+    # None asks for everything remaining, as the API's default; the ids let `line_items.N.*`
+    # errors find their input.
     given, order, everything = [], [], True
     for line in (line for line in fo_lines if line.remaining_quantity):
         raw = request.form.get(f"quantity-{line.id}", "").strip()
@@ -51,11 +50,21 @@ def _line_items(fo_lines):
             quantity = line.remaining_quantity
         else:
             everything = False
-            quantity = int(raw) if raw.isdigit() else raw or 0
+            quantity = _whole_number(raw)
         if quantity != 0:
             given.append({"id": line.id, "quantity": quantity})
             order.append(line.id)
     return (None, []) if everything else (given, order)
+
+
+def _whole_number(raw):
+    """Return an integer typed in a quantity input; anything else as typed, for the schema to refuse."""
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
 
 
 def _message_only(fo_lines):
@@ -147,7 +156,8 @@ def fulfillment_order_action(fo_id, action):
         form_action.run(fo_id, load(form_action.schema, body), now())
     except REFUSED as error:
         return order_page(fo.order_id, Refusal.of(error, fo_id, action, line_order, request.form))
-    flash(form_action.done, "success")
+    # Stored as text: a lazy string would be kept as markup in the session.
+    flash(str(form_action.done), "success")
     return redirect(url_for("admin.order", order_id=fo.order_id, _anchor=f"fo-{fo_id}"))
 
 

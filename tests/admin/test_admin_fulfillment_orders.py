@@ -341,15 +341,16 @@ def invalid_input(html, input_id):
     return unescape(error.group(1))
 
 
-def test_a_quantity_that_is_not_a_number_is_shown_at_its_input(sides, admin):
+@pytest.mark.parametrize("typed", ["two", "²", "-1", "1.5", "99999999999", "3"])
+def test_a_quantity_that_is_not_one_the_api_takes_is_shown_at_its_input(sides, admin, typed):
     order = sides.order()
     fo = fo_of(order, "acme")
     tee = line_of(fo, "TEE-1")
     html = refusal(sides, admin, order["id"], fo["id"], "request_fulfillment",
-                   {f"quantity-{tee['id']}": "two", "message": "kept"}, 422)
+                   {f"quantity-{tee['id']}": typed, "message": "kept"}, 422)
     assert invalid_input(html, f"fo-{fo['id']}-request_fulfillment-quantity-{tee['id']}") == (
         "Enter a whole number from 0 to the quantity remaining.")
-    assert 'value="two"' in html and ">kept</textarea>" in html
+    assert f'value="{typed}"' in html and ">kept</textarea>" in html
     assert '<p class="banner banner-critical" role="alert">' in html
 
 
