@@ -1,6 +1,6 @@
 """The admin blueprint: every page needs a session, every form POST its CSRF token."""
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -26,10 +26,22 @@ def require_session():
         if ended is not None:
             if ended:
                 flash(_("Your session has ended. Sign in again."), "notice")
+            if request.headers.get("HX-Request"):
+                # A poll of an open page: htmx swaps nothing on a 401 and opens the sign-in page.
+                response = make_response("", 401)
+                response.headers["HX-Redirect"] = url_for("admin.login", next=_page_of(request))
+                return response
             return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
     if request.method == "POST":
         csrf.protect()
     return None
+
+
+def _page_of(poll):
+    """Return the page a poll came from, when it is an admin page (else the orders list)."""
+    page = poll.headers.get("HX-Current-URL", "")
+    path = page.split("//", 1)[-1].partition("/")[2]
+    return "/" + path if path.startswith("admin/") else url_for("admin.orders")
 
 
 @bp.context_processor

@@ -1,18 +1,22 @@
-"""The orders list with its saved views and filters, and the read-only order page."""
+"""The orders list with its saved views and filters, and the order page with its live updates."""
 
 from collections import defaultdict
 
 from flask import current_app, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
+from peewee import Case, fn
 
 from adapter import order_list, rendering, store, timeline
 from adapter.errors import ValidationFailed
 from adapter.locks import get_order
+from adapter.models import FulfillmentOrder, Order, TimelineEvent
+from adapter.vocabulary import HoldReason
 from handlers.orders import decode_cursor, encode_cursor
 from handlers.parsing import load, now
 from handlers.schemas import OrderQuerySchema
 
 from . import labels
+from .banners import fulfillment_order_banners
 from .blueprint import bp
 
 PAGE_SIZE = 50
@@ -106,22 +110,56 @@ def _listed(order):
 
 @bp.get("/orders/<id:order_id>")
 def order(order_id):
-    """Show one order: statuses, fulfillment orders with shipments, payments, returns, timeline."""
+    """Show one order: statuses, banners, fulfillment orders with their forms, payments, timeline."""
+    return order_page(order_id)
+
+
+@bp.get("/orders/<id:order_id>/live")
+def order_live(order_id):
+    """Answer the open page's poll: 204 while the order is as the page drew it, else its new parts."""
+    with store.snapshot():
+        get_order(order_id)
+        if request.args.get("version") == live_version(order_id):
+            return "", 204
+    return order_page(order_id, template="admin/_order_live.html")
+
+
+def order_page(order_id, refusal=None, template="admin/order.html"):
+    """Render the order page as it is now; after a refused form, with its reasons and status."""
     with store.snapshot():
         found = get_order(order_id)
         order_view = rendering.order_view(found, now())
         events = timeline.events_of(order_id)
+        version = live_version(order_id)
     shipments = defaultdict(list)
     for fulfillment in order_view["fulfillments"]:
         shipments[fulfillment["fulfillment_order_id"]].append(fulfillment)
-    return render_template(
-        "admin/order.html",
+    page = render_template(
+        template,
         order=order_view,
+        version=version,
         shipments=shipments,
+        banners={fo["id"]: fulfillment_order_banners(fo, events) for fo in order_view["fulfillment_orders"]},
         lines={line["id"]: line for line in order_view["line_items"]},
         events=list(reversed(events)),
-        services=current_app.extensions["adapter_settings"].services,
+        refusal=refusal,
+        hold_reasons=list(HoldReason),
     )
+    return page, refusal.status if refusal else 200
+
+
+def live_version(order_id):
+    """Return what changes whenever anything the order page shows changes; two small reads."""
+    events = TimelineEvent.select(fn.COUNT(TimelineEvent.id), fn.MAX(TimelineEvent.id)).where(
+        TimelineEvent.order == order_id).tuples().get()
+    fos = FulfillmentOrder.select(
+        fn.COUNT(FulfillmentOrder.id), fn.MAX(FulfillmentOrder.updated_at),
+        # A scheduled FO opens by itself when its time comes, without an event.
+        fn.SUM(Case(None, [((FulfillmentOrder.status == "scheduled")
+                            & (FulfillmentOrder.fulfill_at <= now()), 1)], 0)),
+    ).where(FulfillmentOrder.order == order_id).tuples().get()
+    updated = Order.select(Order.updated_at).where(Order.id == order_id).scalar()
+    return "-".join(str(part) for part in (*events, *fos, updated)).replace(" ", "T")
 
 
 @bp.app_template_global()
