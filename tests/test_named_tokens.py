@@ -211,3 +211,21 @@ def test_a_version_2_store_gains_actor_names_and_keeps_its_events(app, api, crea
     assert [(e["kind"], e["actor_name"]) for e in events] == [("order.created", None)]
     assert api.post(f"/orders/{order['id']}/comments", {"message": "x"},
                     token=NAMED).body["actor_name"] == "Somchai (warehouse)"
+
+
+
+@pytest.mark.parametrize(("token", "name"), [(NAMED, "Somchai (warehouse)"), (TOKEN, None)])
+def test_an_admin_page_action_records_the_name_of_the_token_signed_in(app, api, create_order, token, name):
+    """The pages act under the signed-in token's name, as the API does."""
+    from admin.conftest import Admin
+
+    order = create_order()
+    fo_id = fo_of(order, "acme")["id"]
+    browser = Admin(app.test_client())
+    assert browser.sign_in(token=token).status_code == 302
+    held = browser.post_form(f"/admin/fulfillment_orders/{fo_id}/hold", {"reason": "other"},
+                             from_page=f"/admin/orders/{order['id']}")
+    assert held.status_code == 302, held.html
+    [event] = [e for e in api.get(f"/orders/{order['id']}/timeline").body
+               if e["kind"] == "fulfillment_order.held"]
+    assert (event["actor"], event["actor_name"]) == ("merchant", name)

@@ -11,6 +11,8 @@ from pathlib import Path
 from flask import current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
+from .. import auth
+
 SECRET_KEY_FILE = "admin_secret_key"
 FINGERPRINT = "token_fingerprint"
 SIGNED_IN_AT = "signed_in_at"
@@ -72,14 +74,6 @@ def fingerprint(token):
     return hmac.new(key.digest(), token.encode(), hashlib.sha256).hexdigest()
 
 
-def configured_token(given):
-    """Return whether `given` is one of the configured merchant tokens (constant time)."""
-    valid = False
-    for expected in current_app.extensions["adapter_settings"].api_tokens:
-        valid |= hmac.compare_digest(given.encode(), expected.encode())
-    return valid
-
-
 def sign_in(token):
     """Open a session for a configured token."""
     session.clear()
@@ -105,11 +99,14 @@ def check():
     ):
         session.clear()
         return EXPIRED
-    matches = False
+    signed_in_with = None
     for token in settings.api_tokens:
-        matches |= hmac.compare_digest(held, fingerprint(token))
-    if not matches:
+        if hmac.compare_digest(held, fingerprint(token)):
+            signed_in_with = token
+    if signed_in_with is None:
         # The token was removed from the configuration: its sessions end with it.
         session.clear()
         return REVOKED
+    # What this session does is recorded under the token's name, as on the API.
+    auth.act_as(auth.token_name(signed_in_with))
     return None

@@ -3,6 +3,7 @@
 from flask import flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from .. import auth
 from . import i18n, sessions
 from .blueprint import bp
 from .throttle import FailedSignIns
@@ -39,7 +40,7 @@ def login():
     if not token:
         error = _("Enter a merchant API token.")
         return render_template("admin/login.html", next=next_page, error=error), 422
-    if not sessions.configured_token(token):
+    if auth.matching_token(token) is None:
         # The same words for every refused token: the page never tells whether one exists.
         failed_sign_ins.record_failure(client)
         error = _("This token does not sign you in.")
