@@ -2,7 +2,7 @@
 
 from adapter import dispatcher
 
-from . import admin, cli, fulfillment_orders, meta, orders, problems, returns, webhooks
+from . import admin, cli, docs, fulfillment_orders, meta, orders, problems, returns, webhooks
 from .outbox_cli import outbox_cli
 from .parsing import IdConverter
 from .sandbox_cli import sandbox_cli
@@ -12,7 +12,7 @@ from .webhooks_cli import webhooks_cli
 def init_app(app, settings):
     """Register blueprints, the error handler, CLI commands and the in-app dispatcher."""
     app.url_map.converters["id"] = IdConverter
-    for module in (orders, fulfillment_orders, returns, webhooks, meta):
+    for module in (orders, fulfillment_orders, returns, webhooks, meta, docs):
         app.register_blueprint(module.bp)
     problems.init_app(app)
     admin.init_app(app, settings)
