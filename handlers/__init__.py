@@ -6,6 +6,7 @@ from . import (
     admin,
     auth,
     cli,
+    docs,
     fulfillment_orders,
     log_format,
     meta,
@@ -25,7 +26,7 @@ from .webhooks_cli import webhooks_cli
 def init_app(app, settings):
     """Register blueprints, the error handler, CLI commands and the in-app dispatcher."""
     app.url_map.converters["id"] = IdConverter
-    for module in (orders, fulfillment_orders, returns, webhooks, meta, operator):
+    for module in (orders, fulfillment_orders, returns, webhooks, meta, operator, docs):
         app.register_blueprint(module.bp)
     problems.init_app(app)
     auth.init_app(app)
