@@ -25,6 +25,6 @@ def healthz():
 
 
 @bp.get("/openapi.json")
-@documented("This OpenAPI 3 document.", tag="Operations")
+@documented("This OpenAPI 3.1 document.", tag="Operations")
 def openapi_document():
     return openapi.document(current_app), 200, {"Content-Type": "application/json"}
