@@ -92,6 +92,16 @@ def overrides(database_url):
     }
 
 
+def app_on(database_url):
+    """Build an app of its own on `database_url`, with the test token and services, no dispatcher."""
+    return create_app({
+        "database": {"url": database_url},
+        "merchant": {"api_tokens": [TOKEN]},
+        "outbox": {"in_app_dispatcher": False},
+        "services": service_config(),
+    })
+
+
 @pytest.fixture
 def app(overrides):
     """The application, with its own store."""

@@ -7,10 +7,9 @@ import threading
 from urllib.parse import urlparse
 
 import pytest
-from conftest import POSTGRES_URL, TOKEN, Api, order_payload, service_config
+from conftest import POSTGRES_URL, Api, app_on, order_payload
 
 from adapter import models, schema, store
-from app import create_app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NEEDS_POSTGRES = "needs TEST_DATABASE_URL (PostgreSQL) — set it to run this test"
@@ -91,8 +90,7 @@ def test_an_exhausted_postgres_pool_answers_503(database_url, monkeypatch):
         pytest.skip("a PostgreSQL fault")
     monkeypatch.setattr(store, "POOL_SIZE", 1)
     monkeypatch.setattr(store, "POOL_WAIT_SECONDS", 0.2)
-    app = create_app({"database": {"url": database_url}, "merchant": {"api_tokens": [TOKEN]},
-                      "outbox": {"in_app_dispatcher": False}, "services": service_config()})
+    app = app_on(database_url)
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_only_connection():

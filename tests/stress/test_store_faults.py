@@ -17,9 +17,7 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-from conftest import SECRETS, TOKEN, Api, fo_of, order_payload, service_config
-
-from app import create_app
+from conftest import SECRETS, Api, app_on, fo_of, order_payload
 
 from .procs import (
     NEEDS_POSTGRES,
@@ -46,15 +44,6 @@ def own_binding():
     """Let the test bind the core to a store of its own; put the suite's binding back after."""
     with restored_binding():
         yield
-
-
-def build_app(database_url):
-    return create_app({
-        "database": {"url": database_url},
-        "merchant": {"api_tokens": [TOKEN]},
-        "outbox": {"in_app_dispatcher": False},
-        "services": service_config(),
-    })
 
 
 def post_webhook(app, webhook_id, body):
@@ -91,7 +80,7 @@ def submitted_fo(api):
 
 def test_sqlite_locked_beyond_the_busy_timeout_answers_503_and_applies_nothing(tmp_path, own_binding):
     path = tmp_path / "locked.db"
-    app = build_app(f"sqlite:///{path}")
+    app = app_on(f"sqlite:///{path}")
     api = Api(app.test_client())
     order_id, fo_id = submitted_fo(api)
     webhook_id = "msg_locked_store_1"
@@ -141,7 +130,7 @@ def test_postgres_with_nothing_listening_answers_503_never_500(tmp_path, own_bin
     """The app runs; its PostgreSQL store is pointed at a loopback port where nothing listens."""
     from adapter import store
 
-    app = build_app(f"sqlite:///{tmp_path}/first.db")
+    app = app_on(f"sqlite:///{tmp_path}/first.db")
     _, fo_id = submitted_fo(Api(app.test_client()))
     store.bind(store.open_database(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"))
     assert_every_entry_point_is_503(app, fo_id, "msg_unreachable_1")
@@ -168,7 +157,7 @@ def test_postgres_vanishing_under_a_running_app_answers_503_then_recovers(tmp_pa
         proxy = TcpProxy(parsed.hostname, parsed.port or 5432).start()
         try:
             userinfo = parsed.netloc.rpartition("@")[0]
-            app = build_app(f"postgresql://{userinfo + '@' if userinfo else ''}127.0.0.1:{proxy.port}"
+            app = app_on(f"postgresql://{userinfo + '@' if userinfo else ''}127.0.0.1:{proxy.port}"
                             f"{parsed.path}")
             api = Api(app.test_client())
             order_id, fo_id = submitted_fo(api)
@@ -196,7 +185,7 @@ def test_postgres_vanishing_under_a_running_app_answers_503_then_recovers(tmp_pa
 def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(tmp_path, own_binding):
     """Deliveries racing a brief lock holder wait for it: each applies once, none is refused."""
     path = tmp_path / "contended.db"
-    app = build_app(f"sqlite:///{path}")
+    app = app_on(f"sqlite:///{path}")
     api = Api(app.test_client())
     fos = [submitted_fo(api) for _ in range(4)]
     bodies = {fo_id: envelope("fulfillment_request.accepted", {"fulfillment_order_id": fo_id})

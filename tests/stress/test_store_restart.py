@@ -12,9 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import SECRETS, TOKEN, Api, fo_of, order_payload, service_config
-
-from app import create_app
+from conftest import SECRETS, Api, app_on, fo_of, order_payload
 
 from .procs import (
     NEEDS_POSTGRES_BINARIES,
@@ -45,15 +43,6 @@ def cluster_folder():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def build_app(database_url):
-    return create_app({
-        "database": {"url": database_url},
-        "merchant": {"api_tokens": [TOKEN]},
-        "outbox": {"in_app_dispatcher": False},
-        "services": service_config(),
-    })
-
-
 def post_message(app, fo_id, webhook_id):
     body = envelope("fulfillment_order.message", {"fulfillment_order_id": fo_id, "message": webhook_id})
     return app.test_client().post(
@@ -63,7 +52,7 @@ def post_message(app, fo_id, webhook_id):
 
 def test_restarts_under_load_answer_503_never_500_and_lose_nothing(cluster_folder):
     with private_cluster(f"{cluster_folder}/pg") as cluster:
-        app = build_app(cluster.url)
+        app = app_on(cluster.url)
         api = Api(app.test_client())
         created = api.post("/orders", order_payload())
         assert created.status_code == 201, created.body
@@ -120,7 +109,7 @@ def test_an_app_started_while_postgres_is_down_answers_503_until_it_is_back(clus
     with private_cluster(f"{cluster_folder}/pg") as cluster:
         cluster.stop()
         started = time.monotonic()
-        app = build_app(cluster.url)  # does not exit: the store is away, not misconfigured
+        app = app_on(cluster.url)  # does not exit: the store is away, not misconfigured
         assert time.monotonic() - started < 30
         client, api = app.test_client(), Api(app.test_client())
         for response in (client.get("/healthz"), api.get("/orders"), api.post("/orders", order_payload())):
