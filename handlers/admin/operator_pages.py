@@ -29,7 +29,7 @@ STATE_TITLES = {
     WAITING: _l("Pending and failed"),
     "pending": _l("Pending"),
     "failed": _l("Failed"),
-    "delivered": _l("Delivered"),
+    "delivered": _l("Sent successfully"),
     "all": _l("All"),
 }
 # The outcomes a received webhook is kept with: applied, replayed, or the error code it was answered.
