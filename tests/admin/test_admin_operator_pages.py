@@ -201,7 +201,7 @@ def test_retry_without_a_session_changes_nothing(visitor, requested, outbound, d
     deliver()
     message = OutboxMessage.get()
     response = visitor.client.post(f"/admin/outbox/{message.id}/retry")
-    assert response.status_code in (302, 400)
+    assert response.status_code == 302
     assert OutboxMessage.get_by_id(message.id).status == "failed"
 
 
@@ -261,7 +261,7 @@ def test_a_received_webhook_shows_its_headers_and_raw_body_as_text(admin, receiv
     assert page.status_code == 200
     assert delivery.webhook_id in page.html and "webhook-timestamp" in page.html
     assert "webhook-signature" not in page.html
-    assert ESCAPED.replace("=", "=") in page.html.replace("&#34;", '"')
+    assert ESCAPED in page.html
     assert HOSTILE not in page.html
 
 
