@@ -22,10 +22,15 @@ def state_of(status):
 
 
 def list_messages(state, service, after_id, limit):
-    """Return up to `limit` messages in id order after `after_id`, and whether more follow."""
+    """Return up to `limit` messages in id order after `after_id`, and whether more follow.
+
+    `state` is one state, a tuple of states (the admin page's pending and failed), or None.
+    """
     query = OutboxMessage.select().order_by(OutboxMessage.id).limit(limit + 1)
     if state is not None:
-        query = query.where(OutboxMessage.status.in_(STATUSES_OF_STATE[state]))
+        states = (state,) if isinstance(state, str) else state
+        query = query.where(OutboxMessage.status.in_(
+            [status for one in states for status in STATUSES_OF_STATE[one]]))
     if service is not None:
         query = query.where(OutboxMessage.target == service)
     if after_id is not None:
