@@ -1,6 +1,6 @@
 """Merchant admin pages under /admin/: sign-in, the orders list and the order page with its forms."""
 
-from . import fulfillment_actions, i18n, orders, safety, sessions, signin  # noqa: F401 -- routes
+from . import fulfillment_actions, i18n, order_actions, orders, safety, sessions, signin  # noqa: F401 -- routes
 from .blueprint import bp, csrf
 
 
