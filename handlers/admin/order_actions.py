@@ -220,6 +220,14 @@ def outstanding(order):
 
 
 @bp.app_template_global()
+def refundable(order):
+    """Return what a refund may still take: what was paid and not refunded yet."""
+    currency = order["currency"]
+    return format_amount(parse_amount(order["amount_captured"], currency)
+                         - parse_amount(order["amount_refunded"], currency), currency)
+
+
+@bp.app_template_global()
 def locked_actions(order):
     """Return the order actions missing from `supported_actions` only because an FO is in progress."""
     if order["locked_by_fulfillment_order_id"] is None:

@@ -190,6 +190,11 @@ def test_payment_forms_record_the_transaction_the_api_would(admin, api, create_o
     assert flashed(admin, order["id"]) == [flash]
 
 
+def test_the_refund_form_says_how_much_can_be_refunded(admin, api, create_order):
+    order = SETUPS["partially_refunded"](api, create_order)
+    assert "At most 40.50 USD, what was paid and not refunded yet." in page_of(admin, order["id"])
+
+
 def test_cancel_with_a_reason_and_refund(admin, api, create_order):
     order = SETUPS["paid"](api, create_order)
     act(admin, order["id"], "cancel", {"reason": THAI_COMMENT, "refund": "on"})
@@ -401,6 +406,19 @@ def test_a_request_waiting_for_another_attempt_shows_the_last_error_and_retry_no
     submit(admin, f"/admin/merchant_requests/{request_id}/retry", order["id"], anchor=f"#fo-{fo_id}")
     assert deliver() == 1
     assert banner_texts(page_of(admin, order["id"], language)) is None
+
+
+def test_the_open_page_learns_of_a_delivery_attempt_without_a_reload(
+    admin, api, create_order, outbound, deliver
+):
+    order, _ = requested(api, create_order)
+    html = page_of(admin, order["id"])
+    live = re.search(r'hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert admin.get(live).status_code == 204
+    outbound.replace(responses.POST, SERVICE_URLS["acme"], status=503, body="busy")
+    deliver()
+    fragment = admin.get(live, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and "busy" in banner_texts(fragment.html)
 
 
 def test_a_failed_request_is_sent_again_unchanged(admin, api, create_order, outbound, deliver):
