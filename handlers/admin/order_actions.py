@@ -10,15 +10,17 @@ from flask_babel import lazy_gettext as _l
 from adapter import operator, orders, payments, returns, timeline, transitions
 from adapter.errors import InvalidTransition, NotFound, OrderLocked, ValidationFailed
 from adapter.locks import get_order
-from adapter.models import FulfillmentOrder, MerchantRequest, OutboxMessage, Return
+from adapter.models import FulfillmentOrder, LineItem, MerchantRequest, OutboxMessage, Return
 from adapter.money import format_amount, parse_amount
 from adapter.statuses import PaymentFacts
+from adapter.vocabulary import Requester, ReturnReason
 from handlers import schemas
 from handlers.parsing import load, now
 
 from .blueprint import bp
 from .orders import order_page
 from .refusals import CHECK_FIELDS, CHECK_FORM, CONFLICTS, REFUSED, Refusal
+from .refusals import FIELD_HINTS as FO_HINTS
 
 ADDRESS_FIELDS = ("name", "company", "address1", "address2", "city", "province", "zip",
                   "country_code", "phone")
@@ -68,6 +70,25 @@ def _transaction_body(kind):
     return lambda order: {"kind": kind, "amount": _text("amount")}
 
 
+def _return_body(order):
+    """Return the API's `requested_by` and `line_items` from the inputs of each fulfilled line."""
+    lines = []
+    for item in LineItem.select().where(LineItem.order == order.id).order_by(LineItem.id):
+        raw = request.form.get(f"return-quantity-{item.id}", "").strip()
+        if raw not in ("", "0"):
+            lines.append({"line_item_id": item.id, "quantity": _whole_number(raw),
+                          "reason": request.form.get(f"return-reason-{item.id}", "")})
+    return {"requested_by": request.form.get("requested_by", ""), "line_items": lines}
+
+
+def _whole_number(raw):
+    """Return an integer typed in a quantity input; anything else as typed, for the schema to refuse."""
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
 def _comment_body(order):
     return {"message": request.form.get("message", "")}
 
@@ -100,6 +121,8 @@ ORDER_FORMS = {
                         _transaction, _l("Refund recorded.")),
     "void": OrderForm(_l("Void"), schemas.TransactionInSchema(), _transaction_body("void"),
                       _transaction, _l("Authorization voided.")),
+    "create_return": OrderForm(_l("Create return"), schemas.ReturnInSchema(), _return_body,
+                               returns.create_return, _l("Return created.")),
     "add_comment": OrderForm(_l("Add comment"), schemas.CommentInSchema(), _comment_body,
                              lambda order_id, payload, at: timeline.add_comment(
                                  order_id, payload["message"], at),
@@ -125,12 +148,20 @@ FIELD_HINTS = {
     "message": _l("Write a comment of at most 5,000 characters."),
     "address-country_code": _l("Enter a two-letter country code, such as TH, or leave it empty."),
     "address": _l("This value is too long."),
+    "requested_by": _l("Choose who asked for the return."),
+    "return-quantity": _l("Enter a whole number from 0 to the quantity that can be returned."),
+    "return-reason": _l("Choose a reason."),
+    "lines": FO_HINTS["lines"],
 }
 ADDRESS_KEY = re.compile(r"^shipping_address\.(\w+)$")
+RETURN_LINE_KEY = re.compile(r"^line_items\.(\d+)\.(quantity|reason)$")
 
 
-def refusal_of(error, action, form):
-    """Describe a refused order form: reasons next to its inputs (422) or a banner (409)."""
+def refusal_of(error, action, form, body):
+    """Describe a refused order form: reasons next to its inputs (422) or a banner (409).
+
+    `body` is what the form was read as: `line_items.N` of a return names the line of its inputs.
+    """
     values = {name: form.get(name) for name in form if name != "csrf_token"}
     if isinstance(error, OrderLocked):
         return Refusal(error.status, None, action, CONFLICTS[OrderLocked], values)
@@ -138,20 +169,27 @@ def refusal_of(error, action, form):
         return Refusal(error.status, None, action, ORDER_CHANGED, values)
     errors = {}
     for key in error.errors:
-        name = _input_of(key)
+        name = _input_of(key, body)
         if name is None or (name == "amount" and action == "mark_as_paid"):
             # Nothing to type into: the page drew a state that has changed since.
             banner = AMOUNT_CHANGED if name == "amount" else CHECK_FORM
             return Refusal(error.status, None, action, banner, values)
-        errors[name] = FIELD_HINTS.get(name, FIELD_HINTS["address"])
+        errors[name] = FIELD_HINTS.get(name.rpartition("-")[0] if name.startswith("return-") else name,
+                                       FIELD_HINTS["address"])
     return Refusal(error.status, None, action, CHECK_FIELDS, values, errors)
 
 
-def _input_of(key):
+def _input_of(key, body):
     matched = ADDRESS_KEY.match(key)
     if matched and matched.group(1) in ADDRESS_FIELDS:
         return f"address-{matched.group(1)}"
-    return key if key in ("amount", "reason", "email", "message") else None
+    matched = RETURN_LINE_KEY.match(key)
+    if matched and int(matched.group(1)) < len(body.get("line_items") or ()):
+        line = body["line_items"][int(matched.group(1))]
+        return f"return-{matched.group(2)}-{line['line_item_id']}"
+    if key == "line_items":
+        return "lines"
+    return key if key in ("amount", "reason", "email", "message", "requested_by") else None
 
 
 @bp.post("/orders/<id:order_id>/<action>")
@@ -164,7 +202,7 @@ def order_action(order_id, action):
     try:
         form.run(order_id, load(form.schema, body), now())
     except REFUSED as error:
-        return order_page(order_id, refusal_of(error, action, request.form))
+        return order_page(order_id, refusal_of(error, action, request.form, body))
     flash(str(form.done), "success")
     return redirect(url_for("admin.order", order_id=order_id))
 
@@ -217,6 +255,24 @@ def outstanding(order):
     currency = order["currency"]
     owed = parse_amount(order["total_price"], currency) - parse_amount(order["amount_captured"], currency)
     return format_amount(max(owed, 0), currency)
+
+
+@bp.app_template_global()
+def return_choices():
+    """Return who may ask for a return and the reasons a returned line can have, as the API takes them."""
+    return list(Requester), list(ReturnReason)
+
+
+@bp.app_template_global()
+def returnable_lines(order):
+    """Return (line, quantity) of each line with units fulfilled and not in a return (not declined)."""
+    returned = {}
+    for found in order["returns"]:
+        if found["status"] != "declined":
+            for line in found["line_items"]:
+                returned[line["line_item_id"]] = returned.get(line["line_item_id"], 0) + line["quantity"]
+    return [(line, line["fulfilled_quantity"] - returned.get(line["id"], 0)) for line in order["line_items"]
+            if line["fulfilled_quantity"] > returned.get(line["id"], 0)]
 
 
 @bp.app_template_global()

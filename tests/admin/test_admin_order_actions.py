@@ -20,22 +20,22 @@ NAMES = {
     "en": {
         "edit": "Edit", "cancel": "Cancel order", "archive": "Archive", "unarchive": "Unarchive",
         "mark_as_paid": "Mark as paid", "capture": "Capture", "refund": "Refund", "void": "Void",
-        "add_comment": "Add comment", "approve": "Approve", "decline": "Decline",
+        "add_comment": "Add comment", "create_return": "Create return", "approve": "Approve",
+        "decline": "Decline",
         "complete_inspection": "Complete inspection", "close": "Close return", "retry": "Retry now",
     },
     "th": {
         "edit": "แก้ไข", "cancel": "ยกเลิกคำสั่งซื้อ", "archive": "เก็บถาวร",
         "unarchive": "ยกเลิกการเก็บถาวร", "mark_as_paid": "ทำเครื่องหมายว่าชำระแล้ว",
         "capture": "เรียกเก็บเงิน", "refund": "คืนเงิน", "void": "ยกเลิกการอนุญาต",
-        "add_comment": "เพิ่มความคิดเห็น", "approve": "อนุมัติ", "decline": "ปฏิเสธ",
+        "add_comment": "เพิ่มความคิดเห็น", "create_return": "สร้างการคืนสินค้า", "approve": "อนุมัติ",
+        "decline": "ปฏิเสธ",
         "complete_inspection": "ตรวจสอบเสร็จสิ้น", "close": "ปิดการคืนสินค้า",
         "retry": "ลองอีกครั้งตอนนี้",
     },
 }
 NOT_RECEIVED = {"en": "The fulfillment service has not received the request yet.",
                 "th": "บริการจัดการคำสั่งซื้อยังไม่ได้รับคำขอ"}
-# Creating a return is the store's (or the customer's) step; the page shows returns, it opens none.
-NOT_ON_THE_PAGE = {"create_return"}
 THAI_COMMENT = "ลูกค้าโทรมาขอเปลี่ยนที่อยู่ <b>ด่วน</b> 📦"
 
 
@@ -126,7 +126,7 @@ def test_the_order_draws_exactly_the_buttons_of_its_supported_actions(
     supported = read(api, order["id"])["supported_actions"]
     buttons = Buttons(page_of(admin, order["id"], language))
     assert buttons.of("orders", order["id"]) == {
-        action: NAMES[language][action] for action in supported if action not in NOT_ON_THE_PAGE}
+        action: NAMES[language][action] for action in supported}
     expected_disabled = {"edit", "cancel", "refund"} if state == "locked_by_a_request" else set()
     assert buttons.disabled == {f"order-{action}-locked": NAMES[language][action]
                                 for action in expected_disabled}
@@ -261,6 +261,26 @@ def test_add_comment_in_thai_is_kept_verbatim_and_shown_as_text(admin, api, crea
     assert "<b>ด่วน</b>" not in html and "&lt;b&gt;ด่วน&lt;/b&gt;" in html
 
 
+@pytest.mark.parametrize("requested_by, status", [("customer", "requested"), ("merchant", "in_progress")])
+def test_create_return_opens_one_for_the_fulfilled_units_with_their_reason(
+    admin, api, create_order, requested_by, status
+):
+    order = with_a_fulfilled_line(api, create_order)
+    card = next(line for line in order["line_items"] if line["sku"] == "CARD")
+    html = page_of(admin, order["id"])
+    # Only the fulfilled line can be returned.
+    assert re.findall(r'name="return-quantity-(\d+)"', html) == [str(card["id"])]
+    act(admin, order["id"], "create_return", {
+        "requested_by": requested_by, f"return-quantity-{card['id']}": "1",
+        f"return-reason-{card['id']}": "defective"})
+    [opened] = read(api, order["id"])["returns"]
+    assert (opened["status"], opened["requested_by"]) == (status, requested_by)
+    assert [(line["line_item_id"], line["quantity"], line["reason"]) for line in opened["line_items"]] == [
+        (card["id"], 1, "defective")]
+    assert flashed(admin, order["id"]) == ["Return created."]
+    assert "create_return" not in Buttons(page_of(admin, order["id"])).of("orders", order["id"])
+
+
 @pytest.mark.parametrize("action", ["approve", "decline"])
 def test_a_requested_return_is_approved_or_declined(admin, api, create_order, action):
     order = with_a_fulfilled_line(api, create_order)
@@ -285,7 +305,7 @@ def refused(admin, api, path, order_id, data, status):
 
 def invalid_input(html, input_id):
     """Return the error text drawn for an input marked invalid, or None."""
-    tag = re.search(rf'<(?:input|textarea) id="{re.escape(input_id)}"[^>]*>', html)
+    tag = re.search(rf'<(?:input|textarea|select) id="{re.escape(input_id)}"[^>]*>', html)
     if tag is None or 'aria-invalid="true"' not in tag.group(0):
         return None
     error = re.search(rf'<p id="{re.escape(input_id)}-error" class="field-error">([^<]*)</p>', html)
@@ -311,6 +331,8 @@ def invalid_input(html, input_id):
      "A reason can have at most 5,000 characters."),
     ("unpaid", "add_comment", {"message": "   "}, "order-add_comment-message",
      "Write a comment of at most 5,000 characters."),
+    ("with_a_fulfilled_line", "create_return", {"requested_by": "staff"},
+     "order-create_return-requested_by", "Choose who asked for the return."),
 ])
 def test_a_value_the_api_refuses_is_shown_at_its_input(admin, api, create_order, state, action, data,
                                                        input_id, hint):
@@ -318,8 +340,28 @@ def test_a_value_the_api_refuses_is_shown_at_its_input(admin, api, create_order,
     html = refused(admin, api, f"/admin/orders/{order['id']}/{action}", order["id"], data, 422)
     assert invalid_input(html, input_id) == hint
     typed = next(iter(data.values()))
-    if typed.strip() and len(typed) < 300:
+    # What was typed is kept (a choice outside the list cannot be drawn in a select).
+    if typed.strip() and len(typed) < 300 and action != "create_return":
         assert f'value="{typed}"' in html
+
+
+@pytest.mark.parametrize("typed", ["2", "two", "-1", "1.5"])
+def test_a_return_quantity_the_api_refuses_is_shown_at_its_input(admin, api, create_order, typed):
+    order = with_a_fulfilled_line(api, create_order)
+    card = next(line for line in order["line_items"] if line["sku"] == "CARD")
+    html = refused(admin, api, f"/admin/orders/{order['id']}/create_return", order["id"], {
+        "requested_by": "customer", f"return-quantity-{card['id']}": typed,
+        f"return-reason-{card['id']}": "unwanted"}, 422)
+    assert invalid_input(html, f"order-create_return-return-quantity-{card['id']}") == (
+        "Enter a whole number from 0 to the quantity that can be returned.")
+    assert f'value="{typed}"' in html
+
+
+def test_a_return_of_nothing_is_shown_at_the_items(admin, api, create_order):
+    order = with_a_fulfilled_line(api, create_order)
+    html = refused(admin, api, f"/admin/orders/{order['id']}/create_return", order["id"],
+                   {"requested_by": "customer"}, 422)
+    assert "Choose at least one item: give a quantity above 0." in html
 
 
 def test_mark_as_paid_after_someone_else_paid_is_refused_with_a_banner(admin, api, create_order):
