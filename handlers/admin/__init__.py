@@ -1,6 +1,15 @@
 """Merchant admin pages under /admin/: sign-in, the orders list and the order page with its forms."""
 
-from . import fulfillment_actions, i18n, operator_pages, orders, safety, sessions, signin  # noqa: F401 -- routes
+from . import (  # noqa: F401 -- routes
+    fulfillment_actions,
+    i18n,
+    operator_pages,
+    order_actions,
+    orders,
+    safety,
+    sessions,
+    signin,
+)
 from .blueprint import bp, csrf
 
 

@@ -23,6 +23,8 @@ NEEDS_ATTENTION_DETAIL = _l("The service reported a shipment after the request e
 REVERTED = _l("Check your inventory counts to make sure they are correct.")
 REVERTED_DETAIL = _l("The fulfillment service may already have picked, restocked or shipped some of"
                      " these items.")
+NOT_RECEIVED = _l("The fulfillment service has not received the request yet.")
+NOT_RECEIVED_DETAIL = _l("Above is the last delivery error. Retry now sends the request again at once.")
 CONTACT_SERVICE = _l("To cancel a fulfillment that is in progress, you need to contact your fulfillment"
                      " service directly.")
 # The merchant actions only the new workflow offers: a legacy card names the service instead.
@@ -44,12 +46,20 @@ class Banner:
     detail: object = None
     reason: str = None
     message: str = None
+    # The merchant request whose message Retry now sends again.
+    request_id: int = None
 
 
 def fulfillment_order_banners(fo, events):
     """Return the banners of the FO view `fo`; `events` are the order's, oldest first."""
     own = [event for event in events if _concerns(event, fo["id"])]
     banners = []
+    for sent in fo["merchant_requests"]:
+        delivery = sent["delivery"]
+        if delivery and (delivery["status"] == "failed"
+                         or (delivery["status"] == "pending" and delivery["attempts"] > 0)):
+            banners.append(Banner("not_received", "critical", NOT_RECEIVED, NOT_RECEIVED_DETAIL,
+                                  message=delivery["last_error"], request_id=sent["id"]))
     if fo["needs_attention"]:
         banners.append(Banner("needs_attention", "attention", NEEDS_ATTENTION, NEEDS_ATTENTION_DETAIL))
     request_status = fo["request_status"]

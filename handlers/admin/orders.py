@@ -9,7 +9,7 @@ from peewee import Case, fn
 from adapter import order_list, rendering, store, timeline
 from adapter.errors import ValidationFailed
 from adapter.locks import get_order
-from adapter.models import FulfillmentOrder, Order, TimelineEvent
+from adapter.models import FulfillmentOrder, Order, OutboxMessage, TimelineEvent
 from adapter.vocabulary import HoldReason
 from handlers.orders import decode_cursor, encode_cursor
 from handlers.parsing import load, now
@@ -149,7 +149,7 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
 
 
 def live_version(order_id):
-    """Return what changes whenever anything the order page shows changes; two small reads."""
+    """Return what changes whenever anything the order page shows changes; a few small reads."""
     events = TimelineEvent.select(fn.COUNT(TimelineEvent.id), fn.MAX(TimelineEvent.id)).where(
         TimelineEvent.order == order_id).tuples().get()
     fos = FulfillmentOrder.select(
@@ -159,7 +159,14 @@ def live_version(order_id):
                             & (FulfillmentOrder.fulfill_at <= now()), 1)], 0)),
     ).where(FulfillmentOrder.order == order_id).tuples().get()
     updated = Order.select(Order.updated_at).where(Order.id == order_id).scalar()
-    return "-".join(str(part) for part in (*events, *fos, updated)).replace(" ", "T")
+    # A delivery attempt changes no event or FO, but the not-received banner tells of it.
+    sent = FulfillmentOrder.select(
+        fn.COUNT(OutboxMessage.id), fn.SUM(OutboxMessage.attempts),
+        fn.SUM(Case(None, [(OutboxMessage.status == "failed", 1)], 0)),
+    ).join(OutboxMessage, on=(OutboxMessage.target == FulfillmentOrder.service)
+           & (OutboxMessage.fulfillment_order_id == FulfillmentOrder.id)).where(
+        FulfillmentOrder.order == order_id).tuples().get()
+    return "-".join(str(part) for part in (*events, *fos, updated, *sent)).replace(" ", "T")
 
 
 @bp.app_template_global()
