@@ -56,7 +56,7 @@ def _comparable(filters):
 
 
 def requested_filters():
-    """Return the filters of the query string; a filter given several times is any of them."""
+    """Return the query string's filters (several of one = any of them) and its search `q`."""
     filters = {}
     for name in FILTERS:
         values = []
@@ -64,6 +64,10 @@ def requested_filters():
             values += [v.strip() for v in given.split(",") if v.strip() and v.strip() not in values]
         if values:
             filters[name] = ",".join(values)
+    # A search is one value, commas included: the API finds it whole.
+    search = request.args.get("q", "").strip()
+    if search:
+        filters["q"] = search
     return filters
 
 

@@ -86,7 +86,26 @@ def test_service_and_needs_attention_filters(admin, api, shop):
     assert names_listed(page.html) == [order["name"] for order in expected] != []
 
 
-@pytest.mark.parametrize("query", ["payment_status=nonsense", "needs_attention=maybe", "cursor=forged"])
+@pytest.mark.parametrize(("query", "api_query"), [
+    ("q=paid", "q=paid"),
+    ("q=%20%20paid%20", "q=paid"),
+    ("q=paid&order_status=archived", "q=paid&order_status=archived"),
+])
+def test_the_search_box_finds_what_the_api_finds_with_filters(admin, api, shop, query, api_query):
+    page = admin.get(f"/admin/orders?{query}")
+    assert page.status_code == 200
+    expected = [order["name"] for order in api.get(f"/orders?{api_query}").body["orders"]]
+    assert names_listed(page.html) == expected
+    assert 'name="q" value="paid"' in page.html
+
+
+def test_the_search_box_is_labelled_in_thai(admin):
+    page = admin.get("/admin/orders", headers={"Accept-Language": "th"})
+    assert "ค้นหา" in page.html and 'name="q"' in page.html
+
+
+@pytest.mark.parametrize("query", ["payment_status=nonsense", "needs_attention=maybe", "cursor=forged",
+                                   "q=" + "x" * 400])
 def test_an_unknown_filter_value_is_a_422_page(admin, query):
     page = admin.get(f"/admin/orders?{query}")
     assert page.status_code == 422
