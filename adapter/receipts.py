@@ -66,16 +66,15 @@ def _claim(service, webhook_id, body, now):
 def apply_once(service, webhook_id, headers, body, event_type, data, now, respond):
     """Apply a verified delivery once; return (status, response body, replayed).
 
-    `respond(fo, fulfillment)` renders the answer inside the transaction, so the
-    remembered answer is exactly the state this delivery produced.
+    `respond(applied)` renders the answer (`service_events.Applied`) inside the transaction,
+    so the remembered answer is exactly the state this delivery produced.
     """
     with store.transaction():
         if not _claim(service, webhook_id, body, now):
             status, text = earlier_answer(service, webhook_id, body)
             _keep(service, webhook_id, headers, body, now, status, "replayed")
             return status, text, True
-        fo, fulfillment = service_events.HANDLERS[event_type](service, data, now)
-        status, text = respond(fo, fulfillment)
+        status, text = respond(service_events.HANDLERS[event_type](service, data, now))
         prepared.update(
             WebhookReceipt,
             {"service": service, "webhook_id": webhook_id},

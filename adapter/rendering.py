@@ -69,6 +69,30 @@ def fulfillment_order_view(fo, now):
     return fulfillment_order_views([fo], now)[0]
 
 
+def applied_views(fo, fulfillment, events, now):
+    """Render what one webhook delivery changed, its size bounded whatever the history (SPEC 4.2).
+
+    The FO carries only its current request (its latest), the fulfillment only `events`: the
+    shipment events this delivery recorded, rendered from the rows written.
+    """
+    with store.snapshot():
+        parts = _Parts(
+            fo_lines=_grouped(_FO_LINES.rows([fo.id]), _by_fo),
+            merchant_requests=_grouped(_CURRENT_REQUESTS.rows([fo.id]), _by_fo),
+            shipment_events=_grouped(_rows_of(_EventRow, events), _by_fulfillment),
+        )
+        if fulfillment is not None:
+            parts.fulfillment_lines = _grouped(
+                _FULFILLMENT_LINES.rows([fulfillment.id]), _by_fulfillment
+            )
+    views = {"fulfillment_order": _render_fo(_rows_of(_FORow, [fo])[0], parts, now)}
+    if fulfillment is not None:
+        views["fulfillment"] = _render_fulfillment(
+            _rows_of(_FulfillmentRow, [fulfillment])[0], parts
+        )
+    return views
+
+
 def fulfillment_views(fulfillments):
     """Return the client view of each fulfillment, with lines, tracking and events."""
     ids = [f.id for f in fulfillments]
@@ -228,10 +252,12 @@ class _Select:
     statements. Here the ids are the statement's one parameter (an array on PostgreSQL, JSON
     text read by `json_each` on SQLite), so the text never changes and is kept. Each row's
     values become their fields' Python values once, here, so the renderers see one form.
+    `also`, a condition without parameters, narrows the rows further.
     """
 
-    def __init__(self, row_type, column, fields=None, order_by=None, join=None):
+    def __init__(self, row_type, column, fields=None, order_by=None, join=None, also=None):
         self.row_type = row_type
+        self.also = also
         self.column = column
         model = column.model
         self.fields = fields or [model._meta.columns[name] for name in row_type._fields]
@@ -245,6 +271,8 @@ class _Select:
         for join in self.join if isinstance(self.join, list) else [self.join]:
             if join is not None:
                 query = query.join(*join) if isinstance(join, tuple) else query.join(join)
+        if self.also is not None:
+            where &= self.also
         return query.where(where).order_by(*self.order_by)
 
     def rows(self, ids):
@@ -309,26 +337,39 @@ _FO_LINES = _Select(
 )
 # Each request with the message that carried it (`<kind>.submitted` to the FO's service), found
 # through the outbox's (target, fulfillment_order_id, id) index: a few rows per FO.
+_REQUEST_FIELDS = [
+    *(MerchantRequest._meta.columns[name] for name in _RequestRow._fields[:8]),
+    OutboxMessage.status,
+    OutboxMessage.attempts,
+    OutboxMessage.last_status_code,
+    OutboxMessage.last_answer,
+    OutboxMessage.next_attempt_at,
+]
+_REQUEST_JOINS = [
+    (FulfillmentOrder, JOIN.INNER, FulfillmentOrder.id == MerchantRequest.fulfillment_order),
+    (OutboxMessage, JOIN.LEFT_OUTER,
+     (OutboxMessage.target == FulfillmentOrder.service)
+     & (OutboxMessage.fulfillment_order_id == MerchantRequest.fulfillment_order)
+     & (OutboxMessage.request_id == MerchantRequest.id)
+     & (OutboxMessage.type == MerchantRequest.kind.concat(SQL("'.submitted'")))),
+]
 _MERCHANT_REQUESTS = _Select(
     _RequestRow,
     MerchantRequest.fulfillment_order,
-    fields=[
-        *(MerchantRequest._meta.columns[name] for name in _RequestRow._fields[:8]),
-        OutboxMessage.status,
-        OutboxMessage.attempts,
-        OutboxMessage.last_status_code,
-        OutboxMessage.last_answer,
-        OutboxMessage.next_attempt_at,
-    ],
-    join=[
-        (FulfillmentOrder, JOIN.INNER, FulfillmentOrder.id == MerchantRequest.fulfillment_order),
-        (OutboxMessage, JOIN.LEFT_OUTER,
-         (OutboxMessage.target == FulfillmentOrder.service)
-         & (OutboxMessage.fulfillment_order_id == MerchantRequest.fulfillment_order)
-         & (OutboxMessage.request_id == MerchantRequest.id)
-         & (OutboxMessage.type == MerchantRequest.kind.concat(SQL("'.submitted'")))),
-    ],
+    fields=_REQUEST_FIELDS,
+    join=_REQUEST_JOINS,
     order_by=(MerchantRequest.id,),
+)
+_Later = MerchantRequest.alias("later")
+# Each FO's current request: its latest, whatever its kind.
+_CURRENT_REQUESTS = _Select(
+    _RequestRow,
+    MerchantRequest.fulfillment_order,
+    fields=_REQUEST_FIELDS,
+    join=_REQUEST_JOINS,
+    also=MerchantRequest.id == _Later.select(fn.MAX(_Later.id)).where(
+        _Later.fulfillment_order == MerchantRequest.fulfillment_order
+    ),
 )
 _FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
 _FULFILLMENT_LINES = _Select(_FulfillmentLineRow, FulfillmentLine.fulfillment)

@@ -1,5 +1,7 @@
 """What a fulfillment service reports (SPEC 4.2), applied to its own fulfillment orders only."""
 
+from typing import NamedTuple
+
 from . import derived, shipments, store, timeline, transitions
 from .errors import IdempotencyConflict, InvalidTransition
 from .fulfillment_orders import current_request
@@ -8,6 +10,14 @@ from .models import Fulfillment, FulfillmentOrder
 from .statuses import effective_fo_status
 from .times import rfc3339
 from .vocabulary import Actor, MerchantRequestKind, MerchantRequestStatus, RequestStatus, TimelineKind
+
+
+class Applied(NamedTuple):
+    """What a delivery changed, for its answer: the FO, the fulfillment involved, the events recorded."""
+
+    fulfillment_order: FulfillmentOrder
+    fulfillment: Fulfillment | None = None
+    events: tuple = ()
 
 
 def _locked_fulfillment(service, external_id):
@@ -90,7 +100,7 @@ def _answering(action, kind, answer_status, event):
                     },
                 )
             derived.refresh(order, now, {derived.FULFILLMENT})
-        return fo, None
+        return Applied(fo)
 
     return handle
 
@@ -108,7 +118,7 @@ def report_shipment(service, data, now):
                     f"external_id {data['external_id']!r} already records a shipment of "
                     f"fulfillment order {known.fulfillment_order_id}, not {fo.id}."
                 )
-            return fo, known
+            return Applied(fo, known)
         late = not transitions.is_allowed(fo, "ship", now)
         # A late shipment is explained by the state it arrived in, before it closes the FO.
         before = f"{effective_fo_status(fo.status, fo.fulfill_at, now)} / {fo.request_status}"
@@ -159,7 +169,7 @@ def report_shipment(service, data, now):
             },
         )
         derived.refresh(order, now, {derived.FULFILLMENT})
-    return fo, fulfillment
+    return Applied(fo, fulfillment)
 
 
 def update_tracking(service, data, now):
@@ -185,14 +195,14 @@ def update_tracking(service, data, now):
             },
         )
         derived.refresh(order, now, changed=())
-    return fo, fulfillment
+    return Applied(fo, fulfillment)
 
 
 def report_event(service, data, now):
     """Add a delivery event; an older one arriving late is kept without moving the status back."""
     with store.transaction():
         order, fulfillment = _locked_fulfillment(service, data["external_id"])
-        moved = shipments.add_event(fulfillment, data, now)
+        event, moved = shipments.add_event(fulfillment, data, now)
         fo = FulfillmentOrder.get_by_id(fulfillment.fulfillment_order_id)
         timeline.record(
             order,
@@ -210,7 +220,7 @@ def report_event(service, data, now):
             },
         )
         derived.refresh(order, now, changed=())
-    return fo, fulfillment
+    return Applied(fo, fulfillment, (event,))
 
 
 def close(service, data, now):
@@ -231,7 +241,7 @@ def close(service, data, now):
             message=data.get("message"),
         )
         derived.refresh(order, now, {derived.FULFILLMENT})
-    return fo, None
+    return Applied(fo)
 
 
 def message(service, data, now):
@@ -246,7 +256,7 @@ def message(service, data, now):
             fulfillment_order=fo,
             message=data["message"],
         )
-    return fo, None
+    return Applied(fo)
 
 
 K, RK, RS = TimelineKind, MerchantRequestKind, MerchantRequestStatus

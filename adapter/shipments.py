@@ -139,8 +139,11 @@ def update_tracking(fulfillment, tracking):
 
 
 def add_event(fulfillment, event, now):
-    """Keep a delivery event; move `shipment_status` only if it is the latest by `happened_at`."""
-    ShipmentEvent.create(
+    """Keep a delivery event; move `shipment_status` only if it is the latest by `happened_at`.
+
+    Returns the event kept and whether it moved the status.
+    """
+    kept = ShipmentEvent.create(
         fulfillment=fulfillment,
         status=event["status"],
         happened_at=event["happened_at"],
@@ -160,4 +163,4 @@ def add_event(fulfillment, event, now):
         if event.get("estimated_delivery_at") is not None:
             fulfillment.estimated_delivery_at = event["estimated_delivery_at"]
         fulfillment.save()
-    return newer
+    return kept, newer

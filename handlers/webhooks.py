@@ -51,10 +51,8 @@ def _parse(body):
         raise _within_data(exc) from None
 
 
-def _respond(fo, fulfillment):
-    result = {"status": "applied", "fulfillment_order": rendering.fulfillment_order_view(fo, now())}
-    if fulfillment is not None:
-        result["fulfillment"] = rendering.fulfillment_views([fulfillment])[0]
+def _respond(applied):
+    result = {"status": "applied", **rendering.applied_views(*applied, now())}
     body, status, _ = rendered(result)
     return status, body
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import SECRETS, Api, ServiceSide, fo_of, make_secret
 
 from adapter import store
-from adapter.models import WebhookDelivery
+from adapter.models import WebhookDelivery, WebhookReceipt
 from app import create_app
 
 THAI_EMOJI = "ส่งของแล้วค่ะ 📦🚚 ขอบคุณ 🙏"
@@ -791,18 +791,62 @@ def test_applied_delivery_answers_applied_with_the_fo_and_its_fulfillment(
     order = create_order()
     fo = acme_fo_in(api, service, order, path)
 
-    response = service.send("acme", event_type, data(fo))
+    sent = data(fo)
+    response = service.send("acme", event_type, sent)
 
     assert_applied(response)
-    assert response.body["fulfillment_order"] == get_fo(api, fo["id"])
+    # The merchant API's FO, but with only its current (latest) request: SPEC 4.2.
+    expected = get_fo(api, fo["id"])
+    assert expected["merchant_requests"]
+    expected["merchant_requests"] = expected["merchant_requests"][-1:]
+    assert response.body["fulfillment_order"] == expected
     assert state(response.body["fulfillment_order"]) == result
     if with_fulfillment:
         assert set(response.body) == {"status", "fulfillment_order", "fulfillment"}
         fulfillments = {f["id"]: f for f in get_order(api, order["id"])["fulfillments"]}
-        assert response.body["fulfillment"] == fulfillments[response.body["fulfillment"]["id"]]
+        expected = fulfillments[response.body["fulfillment"]["id"]]
+        # ... and the fulfillment with only the events this delivery recorded.
+        expected["events"] = [
+            event for event in expected["events"]
+            if event_type == "fulfillment.event"
+            and (event["status"], event["happened_at"]) == (sent["status"], sent["happened_at"])
+        ]
+        assert response.body["fulfillment"] == expected
         assert response.body["fulfillment"]["fulfillment_order_id"] == fo["id"]
     else:
         assert set(response.body) == {"status", "fulfillment_order"}
+
+
+def test_webhook_answers_stay_the_same_size_however_long_the_history(api, service, create_order):
+    order = create_order()
+    fo_id = fo_of(order, "acme")["id"]
+    for _ in range(12):  # twelve requests the service turned down, then one it accepts
+        request_fulfillment(api, fo_id)
+        applied(service, "acme", "fulfillment_request.rejected",
+                {"fulfillment_order_id": fo_id, "reason": "other"})
+    current = request_fulfillment(api, fo_id)
+    applied(service, "acme", "fulfillment_request.accepted", {"fulfillment_order_id": fo_id})
+    applied(service, "acme", "fulfillment.created", {"fulfillment_order_id": fo_id, "external_id": "ship-1"})
+
+    answers = [
+        applied(service, "acme", "fulfillment.event", {
+            "external_id": "ship-1", "status": "in_transit", "message": f"hub {n:02}",
+            "happened_at": f"2026-03-10T12:{n:02}:00Z"})
+        for n in range(40)
+    ]
+
+    assert len(get_fo(api, fo_id)["merchant_requests"]) == 13
+    assert len(get_order(api, order["id"])["fulfillments"][0]["events"]) == 40
+    for n, answer in enumerate(answers):
+        [request] = answer.body["fulfillment_order"]["merchant_requests"]
+        assert (request["id"], request["status"]) == (current, "accepted")
+        [event] = answer.body["fulfillment"]["events"]
+        assert (event["message"], event["happened_at"]) == (f"hub {n:02}", f"2026-03-10T12:{n:02}:00Z")
+    assert {len(answer.data) for answer in answers} == {len(answers[0].data)}
+    with store.database.connection_context():
+        stored = {len(receipt.response_body) for receipt in WebhookReceipt.select().where(
+            WebhookReceipt.response_body.contains('"hub '))}
+    assert stored == {len(answers[0].data)}
 
 
 def test_service_message_and_reason_reach_the_timeline_verbatim(api, service, create_order):
@@ -1054,7 +1098,9 @@ def test_stale_request_id_is_409_and_the_current_one_applies(api, service, creat
             "in_progress", "submitted")
     assert_applied(current)
     assert state(current.body["fulfillment_order"]) == ("in_progress", "accepted")
-    requests = {r["id"]: r for r in current.body["fulfillment_order"]["merchant_requests"]}
+    [answered] = current.body["fulfillment_order"]["merchant_requests"]
+    assert (answered["id"], answered["status"]) == (second_request, "accepted")
+    requests = {r["id"]: r for r in get_fo(api, fo_id)["merchant_requests"]}
     assert requests[second_request]["status"] == "accepted"
     assert requests[first_request]["status"] != "accepted"
 
