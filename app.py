@@ -6,6 +6,7 @@ import sys
 from flask import Flask
 
 import config
+from adapter import log_lines
 
 log = logging.getLogger("adapter")
 
@@ -29,11 +30,12 @@ def stop(line):
 
 
 def check_configuration(test_config=None):
-    """Load the settings and warn about risky ones; exit with one line on a configuration error."""
+    """Load the settings, log in their format and warn about risky ones; one line and exit on an error."""
     try:
         settings = config.load_settings(overrides=test_config)
     except config.ConfigError as exc:
         stop(f"configuration error: {exc}")
+    log_lines.configure(settings.log_format)
     if not settings.api_tokens and "no tokens" not in _warned:
         _warned.add("no tokens")
         log.warning(NO_TOKENS_WARNING)

@@ -9,8 +9,12 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import glogging
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.ggevent import GeventWorker
+
+from adapter import log_lines
+from config import ConfigError, log_format_of
 
 # Gunicorn 27 opens one control socket per user by default, shared by every instance on
 # the host; this application does not use it.
@@ -86,6 +90,27 @@ class ProblemWorker(GeventWorker):
 
 
 worker_class = ProblemWorker
+
+
+class AdapterLogger(glogging.Logger):
+    """Gunicorn's logger writing its own lines in the app's format (SPEC 9): JSON, or LOG_FORMAT=text."""
+
+    def setup(self, cfg):
+        # Gunicorn's settings still choose where its lines go (--error-logfile, --access-logfile; no
+        # access log unless one is given): only the format of its handlers is changed. The master's
+        # own records (the no-token warning of on_starting) follow app.check_configuration.
+        super().setup(cfg)
+        try:
+            log_format = log_format_of(os.environ)
+        except ConfigError:
+            log_format = "json"  # on_starting stops the start with the line that names LOG_FORMAT
+        formatter = log_lines.formatter(log_format)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter)
+
+
+logger_class = AdapterLogger
 
 # Metrics (SPEC 9): each worker writes its counters and histograms to files in this directory and
 # a scrape of any worker sums them all. Set here, before any worker imports prometheus_client; a

@@ -274,9 +274,7 @@ def _build(tree, origins, environ):
     notifications_secret = _secret(notifications, ("notifications",), environ, origins,
                                    required=notifications_url is not None)
 
-    log_format = environ.get("LOG_FORMAT", "").strip().lower() or "json"
-    if log_format not in LOG_FORMATS:
-        raise ConfigError(ENVIRONMENT, "LOG_FORMAT", 'must be "json" or "text"')
+    log_format = log_format_of(environ)
     services = tree.get("services", {})
     if not isinstance(services, dict):
         raise origins.error(("services",), "must be a table")
@@ -306,6 +304,14 @@ def _build(tree, origins, environ):
             if (service := _service(key, table, environ, origins)) is not None
         }),
     )
+
+
+def log_format_of(environ):
+    """The LOG_FORMAT the environment names: `json` (the default) or `text`; ConfigError otherwise."""
+    log_format = environ.get("LOG_FORMAT", "").strip().lower() or "json"
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(ENVIRONMENT, "LOG_FORMAT", 'must be "json" or "text"')
+    return log_format
 
 
 def _named_tokens(tables, origins):

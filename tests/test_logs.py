@@ -10,6 +10,7 @@ import requests
 import responses
 from conftest import SERVICE_URLS, fo_of
 
+from adapter import log_lines
 from adapter.models import OutboxMessage
 from adapter.times import utcnow
 from app import create_app
@@ -134,5 +135,5 @@ def test_log_format_values(value, kind):
 def test_configuring_twice_keeps_one_stderr_handler(overrides):
     create_app(overrides)
     create_app(overrides)
-    handlers = [h for h in logging.getLogger().handlers if type(h).__name__ == "_StderrHandler"]
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, log_lines.StderrHandler)]
     assert len(handlers) == 1

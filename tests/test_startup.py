@@ -1,5 +1,6 @@
 """Starting the adapter: configuration mistakes stop it with one line, init-db is idempotent."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -164,7 +165,9 @@ def test_start_without_merchant_tokens_warns_once_on_stderr(tmp_path, project_di
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/a.db", "MERCHANT_API_TOKENS": "", **env_extra}
     result = flask("init-db", cwd=project_dir, env_extra=env)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count(NO_TOKENS_LINE) == (1 if warned else 0), result.stderr
+    warnings = [line for line in result.stderr.splitlines() if NO_TOKENS_LINE in line]
+    assert len(warnings) == (1 if warned else 0), result.stderr
+    assert all(json.loads(line)["level"] == "warning" for line in warnings), result.stderr  # SPEC 9
     assert "tok_3f9a0c2e7b" not in result.stderr + result.stdout
 
 

@@ -51,7 +51,7 @@ def samples(base_url):
 
 
 def json_lines(path):
-    """The log's JSON lines (gunicorn's own start-up lines are not the app's)."""
+    """The log's JSON lines."""
     lines = []
     for line in Path(path).read_text(errors="replace").splitlines():
         if line.startswith("{"):

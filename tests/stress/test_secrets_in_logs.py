@@ -29,8 +29,8 @@ from werkzeug.serving import make_server
 
 import handlers.auth
 from adapter.dispatcher import Dispatcher
+from adapter.log_lines import JSONFormatter, TextFormatter
 from app import create_app
-from handlers.log_format import JSONFormatter, TextFormatter
 
 from .procs import (
     LOOPBACK,

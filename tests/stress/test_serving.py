@@ -229,6 +229,59 @@ def healthy(base_url):
     return False
 
 
+SPEC9_FIELDS = {"time", "level", "logger", "message"}
+NO_TOKENS_WARNING = "no merchant API tokens are configured (MERCHANT_API_TOKENS"
+GUNICORN_LINES = ("Starting gunicorn", "Listening at", "Using worker", "Booting worker with pid",
+                  "Invalid request from ip=", "Handling signal: term", "Worker exiting",
+                  "Shutting down: Master")
+
+
+def served_and_stopped(tmp_path, log_format):
+    """Run gunicorn without merchant tokens, serve a request, refuse one, stop; return its output lines."""
+    port = free_port()
+    group = gunicorn_group(tmp_path, {"MERCHANT_API_TOKENS": "", "LOG_FORMAT": log_format},
+                           f"{log_format}.log", port)
+    try:
+        assert wait_until(lambda: healthy(f"http://{LOOPBACK}:{port}"), 30), group.log_tail()
+        assert_problem(*raw_exchange(port, REFUSED["control-char-in-header"][0]), 400)
+    finally:
+        group.stop()
+    return [line for line in group.log_path.read_text(errors="replace").splitlines() if line.strip()]
+
+
+def json_object(line):
+    """The JSON object on `line`, or None when the line is not one."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def test_every_line_under_gunicorn_is_a_json_object_gunicorns_own_too(tmp_path):
+    lines = served_and_stopped(tmp_path, "json")
+    assert [line for line in lines if json_object(line) is None] == []
+    written = [json_object(line) for line in lines]
+    assert all(set(line) >= SPEC9_FIELDS for line in written), lines
+    gunicorn = [line for line in written if line["logger"] == "gunicorn.error"]
+    for text in GUNICORN_LINES:
+        assert any(line["message"].startswith(text) for line in gunicorn), (text, lines)
+    (refused,) = [line for line in gunicorn if line["message"].startswith("Invalid request from ip=")]
+    assert refused["level"] == "warning"
+    (warned,) = [line for line in written if line["message"].startswith(NO_TOKENS_WARNING)]
+    assert (warned["logger"], warned["level"]) == ("adapter", "warning")
+    assert any(line["logger"] == "adapter.http" and line["route"] == "/healthz" for line in written)
+
+
+def test_log_format_text_under_gunicorn_makes_gunicorns_own_lines_text_too(tmp_path):
+    lines = served_and_stopped(tmp_path, "text")
+    assert [line for line in lines if json_object(line) is not None] == []
+    for text in GUNICORN_LINES:
+        assert any(f" gunicorn.error: {text}" in line for line in lines), (text, lines)
+    assert any(" WARNING gunicorn.error: Invalid request from ip=" in line for line in lines), lines
+    assert sum(f" WARNING adapter: {NO_TOKENS_WARNING}" in line for line in lines) == 1, lines
+
+
 def test_store_that_refuses_the_start_under_gunicorn_halts_instead_of_rebooting(tmp_path):
     (tmp_path / "not-a-database").mkdir()
     group = gunicorn_group(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path}/not-a-database",
