@@ -246,7 +246,9 @@ def write_config(path, services, *, in_app_dispatcher=False, outbox=None, extra=
 
 def adapter_env(database_url, config_path):
     env = dict(os.environ)
-    env.update(DATABASE_URL=database_url, ADAPTER_CONFIG=str(config_path), MERCHANT_API_TOKENS=TOKEN)
+    # PostgreSQL deployments need one admin key for every host (SPEC 8); SQLite makes its own.
+    env.update(DATABASE_URL=database_url, ADAPTER_CONFIG=str(config_path), MERCHANT_API_TOKENS=TOKEN,
+               ADMIN_SECRET_KEY="bench-admin-key-0123456789abcdef")
     env.pop("FLASK_DEBUG", None)
     return env
 
