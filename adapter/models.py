@@ -161,6 +161,10 @@ class MerchantRequest(BaseModel):
     answer_message = peewee.TextField(null=True)
     line_items = JSONField(null=True)
 
+    class Meta:
+        # An FO's latest request without reading the others (webhook answers, SPEC 4.2).
+        indexes = ((("fulfillment_order", "id"), False),)
+
 
 class Fulfillment(BaseModel):
     order = peewee.ForeignKeyField(Order, backref="fulfillments", on_delete="CASCADE")

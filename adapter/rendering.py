@@ -78,7 +78,7 @@ def applied_views(fo, fulfillment, events, now):
     with store.snapshot():
         parts = _Parts(
             fo_lines=_grouped(_FO_LINES.rows([fo.id]), _by_fo),
-            merchant_requests=_grouped(_CURRENT_REQUESTS.rows([fo.id]), _by_fo),
+            merchant_requests=_grouped(_CURRENT_REQUEST.rows([fo.id]), _by_fo),
             shipment_events=_grouped(_rows_of(_EventRow, events), _by_fulfillment),
         )
         if fulfillment is not None:
@@ -252,12 +252,12 @@ class _Select:
     statements. Here the ids are the statement's one parameter (an array on PostgreSQL, JSON
     text read by `json_each` on SQLite), so the text never changes and is kept. Each row's
     values become their fields' Python values once, here, so the renderers see one form.
-    `also`, a condition without parameters, narrows the rows further.
+    `limit` keeps only the first rows in that order.
     """
 
-    def __init__(self, row_type, column, fields=None, order_by=None, join=None, also=None):
+    def __init__(self, row_type, column, fields=None, order_by=None, join=None, limit=None):
         self.row_type = row_type
-        self.also = also
+        self.limit = limit
         self.column = column
         model = column.model
         self.fields = fields or [model._meta.columns[name] for name in row_type._fields]
@@ -271,8 +271,6 @@ class _Select:
         for join in self.join if isinstance(self.join, list) else [self.join]:
             if join is not None:
                 query = query.join(*join) if isinstance(join, tuple) else query.join(join)
-        if self.also is not None:
-            where &= self.also
         return query.where(where).order_by(*self.order_by)
 
     def rows(self, ids):
@@ -287,6 +285,8 @@ class _Select:
             else:
                 where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
             sql, _ = store.database.get_sql_context().sql(self._build(where)).query()
+            if self.limit is not None:
+                sql = f"{sql} LIMIT {int(self.limit)}"
             self.sql[postgres] = sql
             self.converters[postgres] = _converters(self.fields, postgres)
         converters = self.converters[postgres]
@@ -360,16 +360,15 @@ _MERCHANT_REQUESTS = _Select(
     join=_REQUEST_JOINS,
     order_by=(MerchantRequest.id,),
 )
-_Later = MerchantRequest.alias("later")
-# Each FO's current request: its latest, whatever its kind.
-_CURRENT_REQUESTS = _Select(
+# One FO's current request: its latest, whatever its kind, read through the
+# (fulfillment_order_id, id) index from the end.
+_CURRENT_REQUEST = _Select(
     _RequestRow,
     MerchantRequest.fulfillment_order,
     fields=_REQUEST_FIELDS,
     join=_REQUEST_JOINS,
-    also=MerchantRequest.id == _Later.select(fn.MAX(_Later.id)).where(
-        _Later.fulfillment_order == MerchantRequest.fulfillment_order
-    ),
+    order_by=(MerchantRequest.id.desc(),),
+    limit=1,
 )
 _FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
 _FULFILLMENT_LINES = _Select(_FulfillmentLineRow, FulfillmentLine.fulfillment)

@@ -175,7 +175,8 @@ def requests_curve(bench, sample):
                              {"fulfillment_order_id": fo, "reason": "other", "message": f"no {made}"})
 
     def message(n):
-        return bench.deliver("fulfillment_order.message", {"fulfillment_order_id": fo, "message": f"m {n:05}"})
+        return bench.deliver("fulfillment_order.message",
+                             {"fulfillment_order_id": fo, "message": f"m {n:05}"})
 
     rejects, messages = [], []
     for point in REQUEST_POINTS:
