@@ -278,6 +278,8 @@ class OutboxMessage(BaseModel):
             (("status", "target", "next_attempt_at"), False),
             # The claim's per-FO order check looks up earlier messages of the same FO.
             (("target", "fulfillment_order_id", "id"), False),
+            # The message that carried a merchant request (an FO's requests as rendered).
+            (("request_id", "type"), False),
         )
 
 

@@ -252,12 +252,12 @@ class _Select:
     statements. Here the ids are the statement's one parameter (an array on PostgreSQL, JSON
     text read by `json_each` on SQLite), so the text never changes and is kept. Each row's
     values become their fields' Python values once, here, so the renderers see one form.
-    `limit` keeps only the first rows in that order.
+    `latest` keeps only the row with the highest id among those of `ids`.
     """
 
-    def __init__(self, row_type, column, fields=None, order_by=None, join=None, limit=None):
+    def __init__(self, row_type, column, fields=None, order_by=None, join=None, latest=False):
         self.row_type = row_type
-        self.limit = limit
+        self.latest = latest
         self.column = column
         model = column.model
         self.fields = fields or [model._meta.columns[name] for name in row_type._fields]
@@ -284,9 +284,10 @@ class _Select:
                 where = self.column == fn.ANY(Value(param, unpack=False))
             else:
                 where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
+            if self.latest:
+                model = self.column.model
+                where = model.id == model.select(fn.MAX(model.id)).where(where)
             sql, _ = store.database.get_sql_context().sql(self._build(where)).query()
-            if self.limit is not None:
-                sql = f"{sql} LIMIT {int(self.limit)}"
             self.sql[postgres] = sql
             self.converters[postgres] = _converters(self.fields, postgres)
         converters = self.converters[postgres]
@@ -360,15 +361,15 @@ _MERCHANT_REQUESTS = _Select(
     join=_REQUEST_JOINS,
     order_by=(MerchantRequest.id,),
 )
-# One FO's current request: its latest, whatever its kind, read through the
-# (fulfillment_order_id, id) index from the end.
+# One FO's current request (its latest, whatever its kind) and the message that carried it,
+# found through the (fulfillment_order_id, id) and outbox `request_id` indexes: a few rows
+# read however many requests the FO has had.
 _CURRENT_REQUEST = _Select(
     _RequestRow,
     MerchantRequest.fulfillment_order,
     fields=_REQUEST_FIELDS,
     join=_REQUEST_JOINS,
-    order_by=(MerchantRequest.id.desc(),),
-    limit=1,
+    latest=True,
 )
 _FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
 _FULFILLMENT_LINES = _Select(_FulfillmentLineRow, FulfillmentLine.fulfillment)

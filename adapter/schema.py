@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # Raise it whenever the models gain a table or an index: a database recording an older
 # version gets what is missing on the next start, and one at the current version is left alone.
-SCHEMA_VERSION = 4  # 4: the (fulfillment_order_id, id) index of merchant requests
+SCHEMA_VERSION = 4  # 4: indexes for an FO's latest request and the message that carried it
 SCHEMA_LOCK_KEY = 0x46554C46  # any constant shared by every process of this application
 BACKFILL_BATCH = 1000
 
