@@ -17,7 +17,7 @@ order page's transfer: the HTML and every resource it loads (stylesheets, icons,
 images, and what the stylesheets load), fetched through the test client; a resource from
 outside the app is reported.
 
-    python bench/admin_pages.py                              # 100k then 1M on SQLite (~5 min)
+    python bench/admin_pages.py                              # 100k then 1M on SQLite (~4 min)
     python bench/admin_pages.py --sizes 10000 --repeat 20    # under a minute
     python bench/admin_pages.py --database postgresql://postgres@127.0.0.1:5432/bench_admin_pages
 """
