@@ -417,6 +417,37 @@ def analyze():
         store.database.execute_sql("ANALYZE")
 
 
+def seeded_sizes(url, sizes, seed):
+    """Grow the store to each of `sizes` (ascending) in turn; yield (size, rows, seconds, analyzed).
+
+    Ids are seeded downwards from the newest: the first size is the newest orders, each later
+    one adds older history below them. PostgreSQL gets an ANALYZE after each size, as
+    autovacuum would; SQLite none (the adapter never runs it).
+    """
+    seeder = Seeder(datetime.utcnow().replace(microsecond=0))
+    rng = random.Random(seed)
+    newest = sizes[-1]
+    done_below = newest + 1
+    for size in sizes:
+        first = newest - size + 1
+        began = time.perf_counter()
+        last_print = [began]
+
+        def progress(n, first=first, last=done_below - 1, began=began, last_print=last_print):
+            if time.perf_counter() - last_print[0] > 30:
+                last_print[0] = time.perf_counter()
+                print(f"  ... {n:,} of {last - first + 1:,} orders seeded "
+                      f"({time.perf_counter() - began:.0f} s)", flush=True)
+
+        rows = seeder.seed(first, done_below - 1, newest, rng, progress=progress)
+        done_below = first
+        fix_sequences()
+        analyzed = c.is_postgres_url(url)
+        if analyzed:
+            analyze()
+        yield size, rows, time.perf_counter() - began, analyzed
+
+
 # ---- measuring ------------------------------------------------------------------------------
 
 class Capture(logging.Handler):
@@ -525,6 +556,13 @@ def measure(app, combinations, repeat, pages):
 percentile = c.percentile
 
 
+def verdict(small_p95, large_p95):
+    """Return (growth large/small, "met" or "NOT met") against the p95 and growth targets."""
+    growth = large_p95 / small_p95
+    met = large_p95 <= TARGET_P95_MS and growth <= TARGET_GROWTH
+    return growth, "met" if met else "NOT met"
+
+
 def distribution(url):
     rows = c.query_rows(url, "SELECT payment_state, fulfillment_state, count(*) FROM orders "
                         "GROUP BY payment_state, fulfillment_state ORDER BY 3 DESC")
@@ -550,31 +588,10 @@ def main():
             name: {"workflow": "new", "url": f"http://{c.LOOPBACK}:9/{name}", "secret": c.SECRET}
             for name in ("acme", "globex", "initech")})
         app = c.make_inprocess_app(url, config)
-        now = datetime.utcnow().replace(microsecond=0)
-        seeder = Seeder(now)
-        rng = random.Random(options.seed)
         newest = sizes[-1]
-        done_below = newest + 1  # ids are seeded downwards from the newest
         all_results = {}
         combinations = COMBINATIONS
-        for size in sizes:
-            first = newest - size + 1
-            began = time.perf_counter()
-            last_print = [began]
-
-            def progress(n, first=first, last=done_below - 1, began=began, last_print=last_print):
-                if time.perf_counter() - last_print[0] > 30:
-                    last_print[0] = time.perf_counter()
-                    print(f"  ... {n:,} of {last - first + 1:,} orders seeded "
-                          f"({time.perf_counter() - began:.0f} s)", flush=True)
-
-            rows = seeder.seed(first, done_below - 1, newest, rng, progress=progress)
-            done_below = first
-            fix_sequences()
-            analyzed = c.is_postgres_url(url)
-            if analyzed:
-                analyze()
-            seconds = time.perf_counter() - began
+        for size, rows, seconds, analyzed in seeded_sizes(url, sizes, options.seed):
             if combinations is COMBINATIONS:
                 # An order of the smallest size, so every size searches for the same one.
                 combinations += search_combinations(url, newest - sizes[0] // 2)
@@ -604,16 +621,14 @@ def main():
                   f"{large:,} and <= {TARGET_GROWTH}x the {small:,} figure")
             for combo in combinations:
                 a, b = all_results[small][0][combo], all_results[large][0][combo]
-                growth = b["p95"] / a["p95"]
-                verdict = "met" if b["p95"] <= TARGET_P95_MS and growth <= TARGET_GROWTH else "NOT met"
+                growth, met = verdict(a["p95"], b["p95"])
                 print(f"   {combo or '(none)':<60} {a['p95']:7.1f} -> {b['p95']:7.1f} ms  "
-                      f"x{growth:5.2f}  {verdict}")
+                      f"x{growth:5.2f}  {met}")
             for combo in PAGED:
                 a, b = all_results[small][1][combo], all_results[large][1][combo]
-                growth = b["p95"] / a["p95"]
-                verdict = "met" if b["p95"] <= TARGET_P95_MS and growth <= TARGET_GROWTH else "NOT met"
+                growth, met = verdict(a["p95"], b["p95"])
                 print(f"   paging {combo or '(none)':<53} {a['p95']:7.1f} -> {b['p95']:7.1f} ms  "
-                      f"x{growth:5.2f}  {verdict}")
+                      f"x{growth:5.2f}  {met}")
         from adapter import store
 
         store.database.close()
