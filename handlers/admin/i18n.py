@@ -5,10 +5,9 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
 from babel.numbers import format_decimal
-from flask import current_app, request
-from flask_babel import Babel, get_locale
+from flask import current_app, g, request
+from flask_babel import Babel, get_locale, get_translations
 
 LANGUAGES = ("en", "th")
 LANGUAGE_COOKIE = "adapter_admin_language"
@@ -21,8 +20,24 @@ def init_app(app, settings):
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     app.config["BABEL_DEFAULT_LOCALE"] = "en"
     Babel(app, locale_selector=chosen_language)
+    # Templates say `_("...")` hundreds of times a page: each string is looked up once a request.
+    app.jinja_env.install_gettext_callables(
+        gettext=translated,
+        ngettext=lambda s, p, n: get_translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: get_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: get_translations().unpgettext(c, s, p, n),
+    )
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["moment"] = format_moment
+
+
+def translated(string):
+    """Return `string` in the request's language, looked up once per request."""
+    said = g.setdefault("translated", {})
+    if string not in said:
+        said[string] = get_translations().ugettext(string)
+    return said[string]
 
 
 def chosen_language():
@@ -54,7 +69,7 @@ def format_moment(value):
     offset = local.utcoffset()
     zone = "UTC" if not offset else "UTC" + local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]
     locale = get_locale()
+    month = locale.months["format"]["abbreviated"][local.month]
     if locale.language == "th":
-        day_month = format_datetime(local, "d MMM", tzinfo=local.tzinfo, locale=locale)
-        return f"{day_month} {local.year + BUDDHIST_ERA_OFFSET} {local:%H:%M} {zone}"
-    return f"{format_datetime(local, 'd MMM y, HH:mm', tzinfo=local.tzinfo, locale=locale)} {zone}"
+        return f"{local.day} {month} {local.year + BUDDHIST_ERA_OFFSET} {local:%H:%M} {zone}"
+    return f"{local.day} {month} {local.year}, {local:%H:%M} {zone}"

@@ -1,5 +1,6 @@
 """What the pages call each word of the vocabulary, in the page's language, and its badge tone."""
 
+from flask import g
 from flask_babel import lazy_gettext as _l
 
 from adapter.vocabulary import (
@@ -229,8 +230,16 @@ GROUPS = {
 
 
 def label(group, value):
-    """Return the page's word for `value` of `group`; a value the pages do not know, as it is."""
-    return GROUPS[group].get(value, value)
+    """Return the page's word for `value` of `group`; a value the pages do not know, as it is.
+
+    Translated once per request (one language per request): a page says the same few words
+    hundreds of times.
+    """
+    said = g.setdefault("labels", {})
+    key = (group, value)
+    if key not in said:
+        said[key] = str(GROUPS[group].get(value, value))
+    return said[key]
 
 
 def tone(value):
