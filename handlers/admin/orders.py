@@ -128,8 +128,14 @@ def order_live(order_id):
     return order_page(order_id, template="admin/_order_live.html")
 
 
+# The newest timeline events the order page draws; the whole timeline is one link away
+# (`?timeline=all`), so a long history does not slow down every visit and every live update.
+TIMELINE_SHOWN = 50
+
+
 def order_page(order_id, refusal=None, template="admin/order.html"):
     """Render the order page as it is now; after a refused form, with its reasons and status."""
+    whole_timeline = request.args.get("timeline") == "all"
     with store.snapshot():
         found = get_order(order_id)
         order_view = rendering.order_view(found, now())
@@ -145,7 +151,9 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
         shipments=shipments,
         banners={fo["id"]: fulfillment_order_banners(fo, events) for fo in order_view["fulfillment_orders"]},
         lines={line["id"]: line for line in order_view["line_items"]},
-        events=list(reversed(events)),
+        events=list(reversed(events))[: None if whole_timeline else TIMELINE_SHOWN],
+        events_total=len(events),
+        whole_timeline=whole_timeline,
         refusal=refusal,
         hold_reasons=list(HoldReason),
     )
