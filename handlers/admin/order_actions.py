@@ -13,7 +13,7 @@ from adapter.locks import get_order
 from adapter.models import FulfillmentOrder, LineItem, MerchantRequest, OutboxMessage, Return
 from adapter.money import format_amount, parse_amount
 from adapter.statuses import PaymentFacts
-from adapter.vocabulary import Requester, ReturnReason
+from adapter.vocabulary import Requester, ReturnReason, TransactionKind
 from handlers import schemas
 from handlers.parsing import load, now
 
@@ -281,6 +281,15 @@ def refundable(order):
     currency = order["currency"]
     return format_amount(parse_amount(order["amount_captured"], currency)
                          - parse_amount(order["amount_refunded"], currency), currency)
+
+
+@bp.app_template_global()
+def capturable(order):
+    """Return what a capture may still take: what is authorized, not voided and not captured."""
+    currency = order["currency"]
+    captures = sum(parse_amount(tx["amount"], currency)
+                   for tx in order["transactions"] if tx["kind"] == TransactionKind.CAPTURE)
+    return format_amount(max(parse_amount(order["amount_authorized"], currency) - captures, 0), currency)
 
 
 @bp.app_template_global()

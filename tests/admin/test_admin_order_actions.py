@@ -195,6 +195,12 @@ def test_the_refund_form_says_how_much_can_be_refunded(admin, api, create_order)
     assert "At most 40.50 USD, what was paid and not refunded yet." in page_of(admin, order["id"])
 
 
+@pytest.mark.parametrize("state, most", [("authorized", "45.50"), ("partly_captured", "5.50")])
+def test_the_capture_form_says_how_much_can_be_captured(admin, api, create_order, state, most):
+    order = SETUPS[state](api, create_order)
+    assert f"At most {most} USD, what was authorized and not captured yet." in page_of(admin, order["id"])
+
+
 def test_cancel_with_a_reason_and_refund(admin, api, create_order):
     order = SETUPS["paid"](api, create_order)
     act(admin, order["id"], "cancel", {"reason": THAI_COMMENT, "refund": "on"})
