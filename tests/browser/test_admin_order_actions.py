@@ -228,3 +228,24 @@ def test_thai_request_rejected_with_a_long_thai_message_wraps(page, create_order
     act(page, acme, "ยกเลิกการระงับ")
     expect(offered(page, acme, "ขอการจัดการสินค้า")).to_have_count(1)
     screenshot(page, "order-actions-rejected-th")
+
+
+def test_live_updates_wait_while_the_merchant_types_in_a_form(page, api, create_order, service):
+    order = create_order()
+    acme = fo_of(order, "acme")["id"]
+    sign_in(page)
+    open_order(page, order)
+    card(page, acme).locator("summary", has_text=re.compile("^Request fulfillment$")).click()
+    note = card(page, acme).get_by_label("Note to the service (not sent to the customer)", exact=True)
+    note.fill("Gift wrap, blue paper")
+    note.blur()  # typed input alone holds the updates, not only the focus
+
+    assert api.post(f"/orders/{order['id']}/comments", {"message": "Called the customer"}).status_code == 201
+    page.wait_for_timeout(LIVE_MS)
+    expect(page.locator(".timeline").get_by_text("Called the customer")).to_have_count(0)
+    expect(note).to_have_value("Gift wrap, blue paper")
+
+    # Folding the form away lets the page catch up.
+    card(page, acme).locator("summary", has_text=re.compile("^Request fulfillment$")).click()
+    expect(page.locator(".timeline").get_by_text("Called the customer")).to_be_visible(timeout=LIVE_MS)
+    still_the_same_page(page)
