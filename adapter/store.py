@@ -1,7 +1,7 @@
 """The store: the database opened from a URL, one transaction per operation, and its faults.
 
 This is the bottom layer: it imports nothing of the adapter but its errors and the SQLite
-writer queue. The tables and their versioning live beside it, in `schema.py`.
+writer queue and WAL flush. The tables and their versioning live beside it, in `schema.py`.
 """
 
 import contextlib
@@ -15,6 +15,7 @@ import psycopg2
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from .errors import StoreUnavailable
+from .wal_flush import WalFlush
 from .writer_queue import WriterQueue
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ class SqliteStore(peewee.SqliteDatabase):
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # BEGIN IMMEDIATE takes the write lock up front, so two writers never both read a
-        # state and then race to change it. `synchronous = full` flushes the WAL at every
-        # commit: an acknowledged change survives a power loss, not only a crash (SPEC 1).
+        # state and then race to change it. A commit writes the WAL without flushing it
+        # (`synchronous = normal`); `transaction()` returns only once a flush shared with the
+        # writers committing meanwhile has put it on disk (`WalFlush`), so an acknowledged
+        # change survives a power loss, not only a crash (SPEC 1).
         super().__init__(
             path,
             lock_type="IMMEDIATE",
@@ -68,18 +71,23 @@ class SqliteStore(peewee.SqliteDatabase):
                 "journal_mode": "wal",
                 "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
                 "foreign_keys": 1,
-                "synchronous": "full",
+                "synchronous": "normal",
             },
         )
-        self.writer_queue = (
-            WriterQueue(path, SQLITE_BUSY_TIMEOUT_MS / 1000) if path != ":memory:" else None
-        )
+        on_disk = path != ":memory:"
+        self.writer_queue = WriterQueue(path, SQLITE_BUSY_TIMEOUT_MS / 1000) if on_disk else None
+        self.wal_flush = WalFlush(path) if on_disk else None
 
     def writer_turn(self):
         """Wait for this writer's turn; the context yields False if it did not come in time."""
         if self.writer_queue is None:
             return contextlib.nullcontext(True)
         return self.writer_queue.turn()
+
+    def make_durable(self):
+        """Return once what this thread committed is on disk (a WAL flush, shared)."""
+        if self.wal_flush is not None:
+            self.wal_flush.after_commit()
 
 
 class PostgresStore(PooledPostgresqlDatabase):
@@ -88,6 +96,9 @@ class PostgresStore(PooledPostgresqlDatabase):
     def writer_turn(self):
         """Writers need no turn: yield True at once."""
         return contextlib.nullcontext(True)
+
+    def make_durable(self):
+        """Nothing to wait for: a commit returns once it is on disk (`synchronous_commit = on`)."""
 
 
 def open_database(url):
@@ -153,6 +164,12 @@ def transaction():
             if is_unavailable(exc):
                 raise StoreUnavailable(BUSY) from exc
             raise
+    # Committed; acknowledged only once on disk. Waiting here, after the writer's turn, lets
+    # the next writers commit meanwhile and share the flush.
+    try:
+        database.make_durable()
+    except OSError as exc:
+        raise StoreUnavailable(BUSY) from exc
 
 
 def snapshot():
