@@ -113,6 +113,7 @@ def create_tables():
                 model._schema.create_indexes(safe=True)
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=SCHEMA_VERSION)
+        database.make_durable()
 
 
 def stored_schema_version():

@@ -15,7 +15,7 @@ import psycopg2
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from .errors import StoreUnavailable
-from .wal_flush import WalFlush
+from .wal_flush import FlushFailed, WalFlush
 from .writer_queue import WriterQueue
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,12 @@ def transaction():
     # the next writers commit meanwhile and share the flush.
     try:
         database.make_durable()
-    except OSError as exc:
-        raise StoreUnavailable(BUSY) from exc
+    except FlushFailed as exc:
+        log.critical("the store stops accepting changes: %s", exc)
+        raise StoreUnavailable(
+            "The change was written but could not be made durable, so it may or may not be kept; "
+            "the store accepts no more changes until an operator has checked it."
+        ) from exc
 
 
 def snapshot():

@@ -3,40 +3,58 @@
 SPEC 1: a 2xx is sent only once the change is on stable storage. `synchronous = full` would
 flush the WAL inside every COMMIT, while the writer still holds the database's write lock, so
 each writer pays a whole flush and the next one waits for it. Here SQLite runs with
-`synchronous = normal` (a COMMIT writes its frames to the WAL without flushing them) and a
-transaction returns only after an `fsync` of the WAL file that *started after its COMMIT*:
-the frames of every transaction committed before that flush, from any thread or process, are
-on disk when it ends. The writer lock is free while the flush runs, so the writers that
-commit meanwhile share the next flush (group commit).
+`synchronous = normal` (a COMMIT writes its frames to the WAL file with write(), without
+flushing them) and a transaction returns only after an `fsync` of the WAL file, and of its
+directory, that *started after its COMMIT*: the frames of every transaction committed before
+that flush, from any thread or process, are on disk when it ends. The writer lock is free while
+the flush runs, so the writers that commit meanwhile share the next flush (group commit).
 
 Frames that a checkpoint has already copied into the database file are durable without this
-flush: with `synchronous = normal` SQLite flushes the WAL before a checkpoint and the
-database file after it. A WAL file that no longer exists was checkpointed and removed.
+flush: with `synchronous = normal` SQLite flushes the WAL before a checkpoint and the database
+file after a complete one, and removes the WAL file only after that. So a WAL file that does
+not exist beside an existing database was checkpointed and removed. The paths are those SQLite
+uses: the database file's real path (SQLite follows symbolic links), with `-wal` appended.
 
-Under gevent the flush runs in gevent's thread pool, so the worker's other requests go on.
+A flush that fails leaves committed, visible changes of unknown durability, and the kernel may
+have given up on the pages it could not write (a later flush would then succeed without them).
+As PostgreSQL does, the store stops acknowledging: the failure is written to a marker file beside
+the database, and every later flush, in every process, fails while the marker is there. The
+operator checks the disk and the data, then removes the marker.
+
+Under gevent the flush runs in a thread of its own, so the worker's other requests go on.
 """
 
 import os
 import sys
 import threading
+from datetime import UTC, datetime
 
 
-def _gevent_threadpool():
-    """Return gevent's thread pool if gevent has patched this process's threads, else None."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("threading"):
-        return None
-    import gevent
+class FlushFailed(OSError):
+    """The write-ahead log could not be flushed: nothing more is acknowledged until it is looked at."""
 
-    return gevent.get_hub().threadpool
+
+def _fsync_path(path):
+    """Flush a file or directory by path; return False if it does not exist."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 class WalFlush:
     """Wait until the transactions this process committed are on disk, one flush for many."""
 
     def __init__(self, database_path):
-        self.wal_path = database_path + "-wal"
-        self.directory = os.path.dirname(os.path.abspath(database_path))
+        self.database = os.path.realpath(database_path)
+        self.wal = self.database + "-wal"
+        self.directory = os.path.dirname(self.database)
+        self.marker = self.database + ".flush-failed"
         self._here = (None, None)  # (pid, _Flushes) of the process that made it
 
     def after_commit(self):
@@ -50,28 +68,24 @@ class WalFlush:
         flushes.wait_for_one_after_commit()
 
     def flush(self):
-        """Flush the WAL file (and, for a WAL file new to this process, its directory)."""
+        """Flush the WAL file and its directory; raise FlushFailed if that fails or has failed."""
+        if os.path.exists(self.marker):
+            raise FlushFailed(f"an earlier flush of {self.wal} failed (see {self.marker}); check the "
+                              "disk and the data, then remove the marker")
         try:
-            fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None  # checkpointed into the database file, which the checkpoint flushed
-        try:
-            stat = os.fstat(fd)
-            pool = _gevent_threadpool()
-            if pool is None:
-                os.fsync(fd)
-            else:
-                pool.apply(os.fsync, (fd,))
-        finally:
-            os.close(fd)
-        return stat.st_dev, stat.st_ino
+            if not _fsync_path(self.wal) and not os.path.exists(self.database):
+                raise FileNotFoundError(f"{self.database} is gone")
+            _fsync_path(self.directory)
+        except OSError as exc:
+            self._mark_failed(exc)
+            raise FlushFailed(f"flushing {self.wal} failed: {exc}") from exc
 
-    def flush_directory(self):
-        fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+    def _mark_failed(self, exc):
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            with open(self.marker, "a", encoding="utf-8") as file:
+                file.write(f"{datetime.now(UTC).isoformat()} pid {os.getpid()}: {exc}\n")
+        except OSError:
+            pass  # the disk may refuse this too; this process's own flush still failed
 
 
 class _Flushes:
@@ -83,7 +97,7 @@ class _Flushes:
         self.committed = 0  # commits that asked to be made durable, numbered in order
         self.flushed = 0  # how many of them a finished flush covers
         self.flushing = False
-        self.wal_file = None  # (device, inode) of the WAL file flushed last
+        self.pool = _flush_thread()
 
     def wait_for_one_after_commit(self):
         with self.state:
@@ -97,7 +111,10 @@ class _Flushes:
                 covered, flushed = self.committed, False
                 self.state.release()
                 try:
-                    self._flush()
+                    if self.pool is None:
+                        self.wal.flush()
+                    else:
+                        self.pool.apply(self.wal.flush)
                     flushed = True
                 finally:
                     self.state.acquire()
@@ -106,9 +123,16 @@ class _Flushes:
                         self.flushed = max(self.flushed, covered)
                     self.state.notify_all()
 
-    def _flush(self):
-        wal_file = self.wal.flush()
-        if wal_file is not None and wal_file != self.wal_file:
-            # A WAL file new to this process: its directory entry must be on disk too.
-            self.wal.flush_directory()
-            self.wal_file = wal_file
+
+def _flush_thread():
+    """Return a one-thread gevent pool if gevent has patched this process, else None.
+
+    Not the hub's shared pool: its threads also resolve host names, and a slow lookup must not
+    hold up acknowledgements.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return None
+    from gevent.threadpool import ThreadPool
+
+    return ThreadPool(1)

@@ -5,12 +5,13 @@ import os
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from adapter import store
 from adapter.models import TimelineEvent
-from adapter.wal_flush import WalFlush
+from adapter.wal_flush import FlushFailed, WalFlush
 
 pytestmark = pytest.mark.skipif(os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
                                 reason="SQLite's WAL flush; PostgreSQL commits with synchronous_commit = on")
@@ -99,16 +100,35 @@ def test_writers_committing_meanwhile_share_a_flush_and_each_waits_for_one(app, 
     assert len(disk.flushed) < len(written) / 2
 
 
-def test_a_removed_wal_file_needs_no_flush(tmp_path):
-    # SQLite removes the WAL file once a checkpoint copied it into the (flushed) database file.
-    flush = WalFlush(str(tmp_path / "adapter.db"))
-    flush.after_commit()
-    flush.after_commit()
+def test_a_removed_wal_file_beside_its_database_needs_no_flush(tmp_path):
+    # SQLite removes the WAL file only once a checkpoint copied it into the (flushed) database.
+    (tmp_path / "adapter.db").write_bytes(b"")
+    WalFlush(str(tmp_path / "adapter.db")).after_commit()
 
 
-def test_a_failed_flush_is_a_503_and_the_next_writer_flushes_again(app, database_url, order_id,
-                                                                   monkeypatch):
-    disk = Disk(database_url[len("sqlite:///"):], monkeypatch)
+def test_a_missing_database_is_a_failed_flush(tmp_path):
+    with pytest.raises(FlushFailed):
+        WalFlush(str(tmp_path / "adapter.db")).after_commit()
+
+
+def test_the_wal_flushed_is_the_one_beside_the_real_database_file(tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "adapter.db"
+    connection = sqlite3.connect(real, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = wal")
+    connection.execute("CREATE TABLE timeline_event (id INTEGER PRIMARY KEY)")
+    connection.execute("INSERT INTO timeline_event VALUES (1)")
+    (tmp_path / "link.db").symlink_to(real)
+    disk = Disk(str(real), monkeypatch)
+    WalFlush(str(tmp_path / "link.db")).after_commit()
+    connection.close()
+    assert disk.flushed == [{1}]
+
+
+def test_a_failed_flush_is_a_503_and_nothing_more_is_acknowledged_until_looked_at(
+        app, database_url, order_id, monkeypatch):
+    path = database_url[len("sqlite:///"):]
+    disk = Disk(path, monkeypatch)
     real = disk.fsync
     failures = [OSError(5, "Input/output error")]
 
@@ -119,7 +139,13 @@ def test_a_failed_flush_is_a_503_and_the_next_writer_flushes_again(app, database
 
     monkeypatch.setattr(os, "fsync", failing)
     with store.database.connection_context():
-        with pytest.raises(store.StoreUnavailable):
+        with pytest.raises(store.StoreUnavailable, match="may or may not be kept"):
             write_event(order_id, 1)
-        row_id = write_event(order_id, 2)
+        # The disk answers again, but what it dropped may be gone: still no acknowledgement.
+        with pytest.raises(store.StoreUnavailable):
+            write_event(order_id, 2)
+        assert "Input/output error" in Path(path + ".flush-failed").read_text(encoding="utf-8")
+
+        os.unlink(path + ".flush-failed")  # the operator has checked the disk and the data
+        row_id = write_event(order_id, 3)
     assert disk.covers(row_id)
