@@ -155,4 +155,6 @@ def post_worker_init(worker):
     """Start the in-app dispatcher as soon as the worker has loaded the app, not at its first request."""
     from adapter import dispatcher
 
-    dispatcher.ensure_started(worker.wsgi.extensions["adapter_settings"])
+    settings = getattr(worker.wsgi, "extensions", {}).get("adapter_settings")
+    if settings is not None:  # not another app served with this file (the benchmarks' no-op)
+        dispatcher.ensure_started(settings)
