@@ -68,9 +68,10 @@ def add_comment(order_id, message, now):
 
 
 def events_of(order_id):
-    """Return the order's events, oldest first."""
+    """Return the order's events, oldest first, as named tuples (a page reads hundreds)."""
     return list(
         TimelineEvent.select()
         .where(TimelineEvent.order == order_id)
         .order_by(TimelineEvent.at, TimelineEvent.id)
+        .namedtuples()
     )

@@ -1,5 +1,6 @@
 """The banners of a fulfillment order card, told from its state and the timeline's events (SPEC 8)."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -50,9 +51,20 @@ class Banner:
     request_id: int = None
 
 
-def fulfillment_order_banners(fo, events):
-    """Return the banners of the FO view `fo`; `events` are the order's, oldest first."""
-    own = [event for event in events if _concerns(event, fo["id"])]
+def events_by_fulfillment_order(events):
+    """Group the order's timeline events (oldest first) by the FO each concerns."""
+    grouped = defaultdict(list)
+    for event in events:
+        if event.kind == "fulfillment_order.reverted":
+            # A revert of some lines is written on the FO they left; the reminder is for their new FO.
+            grouped[(event.data or {}).get("reverted_to_fulfillment_order_id")].append(event)
+        else:
+            grouped[event.fulfillment_order_id].append(event)
+    return grouped
+
+
+def fulfillment_order_banners(fo, own):
+    """Return the banners of the FO view `fo`; `own` are the events concerning it, oldest first."""
     banners = []
     for sent in fo["merchant_requests"]:
         delivery = sent["delivery"]
@@ -87,13 +99,6 @@ def fulfillment_order_banners(fo, events):
     if fo["workflow"] == transitions.NEW and not ended:
         banners.append(Banner("new_workflow", "plain", NEW_WORKFLOW, NEW_WORKFLOW_DETAIL))
     return banners
-
-
-def _concerns(event, fo_id):
-    if event.kind == "fulfillment_order.reverted":
-        # A revert of some lines is written on the FO they left; the reminder is for their new FO.
-        return (event.data or {}).get("reverted_to_fulfillment_order_id") == fo_id
-    return event.fulfillment_order_id == fo_id
 
 
 def _latest(events, kind):

@@ -58,6 +58,15 @@ def format_money(amount, currency):
     return f"{number} {currency}"
 
 
+def _moment_context():
+    """The admin time zone and the page's locale, looked up once per request."""
+    context = g.get("moment_context")
+    if context is None:
+        zone = ZoneInfo(current_app.extensions["adapter_settings"].admin_timezone)
+        context = g.moment_context = (zone, get_locale())
+    return context
+
+
 def format_moment(value):
     """Return a time in the configured zone with the zone shown; Thai years are Buddhist era."""
     if not value:
@@ -65,10 +74,10 @@ def format_moment(value):
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    local = moment.astimezone(ZoneInfo(current_app.extensions["adapter_settings"].admin_timezone))
+    zone_info, locale = _moment_context()
+    local = moment.astimezone(zone_info)
     offset = local.utcoffset()
     zone = "UTC" if not offset else "UTC" + local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]
-    locale = get_locale()
     month = locale.months["format"]["abbreviated"][local.month]
     if locale.language == "th":
         return f"{local.day} {month} {local.year + BUDDHIST_ERA_OFFSET} {local:%H:%M} {zone}"

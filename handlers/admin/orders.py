@@ -4,6 +4,7 @@ from collections import defaultdict
 
 from flask import current_app, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
 from peewee import Case, fn
 
 from adapter import order_list, rendering, store, timeline
@@ -16,8 +17,9 @@ from handlers.parsing import load, now
 from handlers.schemas import OrderQuerySchema
 
 from . import labels
-from .banners import fulfillment_order_banners
+from .banners import events_by_fulfillment_order, fulfillment_order_banners
 from .blueprint import bp
+from .i18n import format_moment
 
 PAGE_SIZE = 50
 FILTERS = ("order_status", "payment_status", "fulfillment_status", "return_status", "service",
@@ -141,6 +143,7 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
         order_view = rendering.order_view(found, now())
         events = timeline.events_of(order_id)
         version = live_version(order_id)
+    concerning = events_by_fulfillment_order(events)
     shipments = defaultdict(list)
     for fulfillment in order_view["fulfillments"]:
         shipments[fulfillment["fulfillment_order_id"]].append(fulfillment)
@@ -149,7 +152,8 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
         order=order_view,
         version=version,
         shipments=shipments,
-        banners={fo["id"]: fulfillment_order_banners(fo, events) for fo in order_view["fulfillment_orders"]},
+        banners={fo["id"]: fulfillment_order_banners(fo, concerning[fo["id"]])
+                 for fo in order_view["fulfillment_orders"]},
         lines={line["id"]: line for line in order_view["line_items"]},
         events=list(reversed(events))[: None if whole_timeline else TIMELINE_SHOWN],
         events_total=len(events),
@@ -191,6 +195,25 @@ def status_label(group, value):
 def status_tone(value):
     """Return the badge tone of a status."""
     return labels.tone(value)
+
+
+# `badge` and `moment` are drawn hundreds of times a page: Python, not template macros.
+@bp.app_template_global()
+def badge(group, value):
+    """Return a status as a badge of its tone, or nothing for no status."""
+    if not value:
+        return ""
+    return Markup(f'<span class="badge badge-{escape(labels.tone(value))}">'
+                  f"{escape(labels.label(group, value))}</span>")
+
+
+@bp.app_template_global()
+def moment(value):
+    """Return a time as `<time>` in the admin time zone, or nothing for no time."""
+    if not value:
+        return ""
+    stamp = value if isinstance(value, str) else value.isoformat()
+    return Markup(f'<time datetime="{escape(stamp)}">{escape(format_moment(value))}</time>')
 
 
 @bp.app_template_global()
