@@ -127,11 +127,20 @@ def order_views(orders, now):
     decimal strings), so the answer needs no schema pass; tests/test_rendering.py holds them
     equal. The related rows are read as plain tuples, one statement per table.
     """
-    ids = [order.id for order in orders]
+    return _views_of_ids([order.id for order in orders], now)
+
+
+def order_view_by_id(order_id, now):
+    """Return the client view of the order `order_id`, or None if there is no such order."""
+    views = _views_of_ids([order_id], now)
+    return views[0] if views else None
+
+
+def _views_of_ids(ids, now):
     if not ids:
         return []
     with store.snapshot():
-        # Read the orders again inside the snapshot so their statuses match their parts.
+        # Read the orders (again) inside the snapshot so their statuses match their parts.
         fresh = {row.id: row for row in _ORDERS.rows(ids)}
         return listed_order_views([fresh[i] for i in ids if i in fresh], now)
 

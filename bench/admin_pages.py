@@ -210,11 +210,10 @@ def list_reads(filters):
 def order_reads(order_id):
     """What `/admin/orders/<id>` reads: the order with its parts, its timeline, its live version."""
     from adapter import rendering, timeline
-    from adapter.locks import get_order
     from handlers.admin.orders import live_version
     from handlers.parsing import now
 
-    rendering.order_view(get_order(order_id), now())
+    rendering.order_view_by_id(order_id, now())
     timeline.events_of(order_id)
     live_version(order_id)
 

@@ -8,8 +8,7 @@ from markupsafe import Markup, escape
 from peewee import Case, fn
 
 from adapter import order_list, rendering, store, timeline
-from adapter.errors import ValidationFailed
-from adapter.locks import get_order
+from adapter.errors import NotFound, ValidationFailed
 from adapter.models import FulfillmentOrder, Order, OutboxMessage, TimelineEvent
 from adapter.vocabulary import HoldReason
 from handlers.orders import decode_cursor, encode_cursor
@@ -124,8 +123,10 @@ def order(order_id):
 def order_live(order_id):
     """Answer the open page's poll: 204 while the order is as the page drew it, else its new parts."""
     with store.snapshot():
-        get_order(order_id)
-        if request.args.get("version") == live_version(order_id):
+        version = live_version(order_id)
+        if version is None:
+            raise NotFound(f"Order {order_id} does not exist.")
+        if request.args.get("version") == version:
             return "", 204
     return order_page(order_id, template="admin/_order_live.html")
 
@@ -139,8 +140,9 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
     """Render the order page as it is now; after a refused form, with its reasons and status."""
     whole_timeline = request.args.get("timeline") == "all"
     with store.snapshot():
-        found = get_order(order_id)
-        order_view = rendering.order_view(found, now())
+        order_view = rendering.order_view_by_id(order_id, now())
+        if order_view is None:
+            raise NotFound(f"Order {order_id} does not exist.")
         events = timeline.events_of(order_id)
         version = live_version(order_id)
     concerning = events_by_fulfillment_order(events)
@@ -165,24 +167,34 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
 
 
 def live_version(order_id):
-    """Return what changes whenever anything the order page shows changes; a few small reads."""
-    events = TimelineEvent.select(fn.COUNT(TimelineEvent.id), fn.MAX(TimelineEvent.id)).where(
-        TimelineEvent.order == order_id).tuples().get()
-    fos = FulfillmentOrder.select(
-        fn.COUNT(FulfillmentOrder.id), fn.MAX(FulfillmentOrder.updated_at),
-        # A scheduled FO opens by itself when its time comes, without an event.
-        fn.SUM(Case(None, [((FulfillmentOrder.status == "scheduled")
-                            & (FulfillmentOrder.fulfill_at <= now()), 1)], 0)),
-    ).where(FulfillmentOrder.order == order_id).tuples().get()
-    updated = Order.select(Order.updated_at).where(Order.id == order_id).scalar()
-    # A delivery attempt changes no event or FO, but the not-received banner tells of it.
-    sent = FulfillmentOrder.select(
-        fn.COUNT(OutboxMessage.id), fn.SUM(OutboxMessage.attempts),
-        fn.SUM(Case(None, [(OutboxMessage.status == "failed", 1)], 0)),
-    ).join(OutboxMessage, on=(OutboxMessage.target == FulfillmentOrder.service)
-           & (OutboxMessage.fulfillment_order_id == FulfillmentOrder.id)).where(
-        FulfillmentOrder.order == order_id).tuples().get()
-    return "-".join(str(part) for part in (*events, *fos, updated, *sent)).replace(" ", "T")
+    """Return what changes whenever anything the order page shows changes, or None for no order.
+
+    One statement (the page and each poll read it): the count and last id of the order's timeline
+    events, its FOs' count, last `updated_at` and how many scheduled ones have come due (they open
+    by themselves, without an event), the order's `updated_at`, and its FOs' outbox messages
+    (a delivery attempt changes no event or FO, but the not-received banner tells of it).
+    """
+    fos = FulfillmentOrder.select().where(FulfillmentOrder.order == Order.id)
+    sent = FulfillmentOrder.select().join(
+        OutboxMessage, on=(OutboxMessage.target == FulfillmentOrder.service)
+        & (OutboxMessage.fulfillment_order_id == FulfillmentOrder.id)).where(
+        FulfillmentOrder.order == Order.id)
+    events = TimelineEvent.select().where(TimelineEvent.order == Order.id)
+    parts = Order.select(
+        events.select(fn.COUNT(TimelineEvent.id)),
+        events.select(fn.MAX(TimelineEvent.id)),
+        fos.select(fn.COUNT(FulfillmentOrder.id)),
+        fos.select(fn.MAX(FulfillmentOrder.updated_at)),
+        fos.select(fn.SUM(Case(None, [((FulfillmentOrder.status == "scheduled")
+                                       & (FulfillmentOrder.fulfill_at <= now()), 1)], 0))),
+        Order.updated_at,
+        sent.select(fn.COUNT(OutboxMessage.id)),
+        sent.select(fn.SUM(OutboxMessage.attempts)),
+        sent.select(fn.SUM(Case(None, [(OutboxMessage.status == "failed", 1)], 0))),
+    ).where(Order.id == order_id).tuples().first()
+    if parts is None:
+        return None
+    return "-".join(str(part) for part in parts).replace(" ", "T")
 
 
 @bp.app_template_global()
