@@ -16,11 +16,6 @@ STATUSES_OF_STATE = {
 STATES = tuple(STATUSES_OF_STATE)
 
 
-def state_of(status):
-    """The state an operator sees for a stored status: pending, failed or delivered."""
-    return "pending" if status == "sending" else status
-
-
 def list_messages(state, service, after_id, limit):
     """Return up to `limit` messages in id order after `after_id`, and whether more follow.
 
@@ -83,7 +78,7 @@ def retry(message_id, now, *, pending_too=True):
                 (OutboxMessage.id == message.id) & (OutboxMessage.status == "pending")
             ).execute()
         elif message.status != "sending" or not pending_too:
-            state = state_of(message.status)
+            state = outbox.state_of(message.status)
             raise InvalidTransition(
                 f"Message {message.id} ({message.message_id}) is {state}; only failed or pending"
                 " messages can be sent again." if pending_too else

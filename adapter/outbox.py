@@ -15,6 +15,14 @@ NOTIFICATIONS = "notifications"
 committed = threading.Event()
 
 
+def state_of(status):
+    """The state operators and merchants see for a stored status: pending, failed or delivered.
+
+    A message being sent is still waiting for its answer.
+    """
+    return "pending" if status == "sending" else status
+
+
 def envelope(message_type, data, now):
     """Return the JSON body of a message, exactly as it will be sent and signed."""
     return json.dumps(

@@ -7,7 +7,7 @@ from operator import attrgetter
 
 from peewee import JOIN, SQL, BooleanField, DateTimeField, Value, fn
 
-from . import settings, store, transitions
+from . import outbox, settings, store, transitions
 from .models import (
     Fulfillment,
     FulfillmentLine,
@@ -538,8 +538,7 @@ def _render_delivery(request):
     """The state of the message that carried a merchant request, or None if there is none."""
     if request.delivery_status is None:
         return None
-    # A message being sent is still waiting for its answer.
-    status = "pending" if request.delivery_status == "sending" else request.delivery_status
+    status = outbox.state_of(request.delivery_status)
     code = request.delivery_status_code
     return {
         "status": status,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .vocabulary import (
-    UNPAID_STATUSES,
     FOStatus,
     FulfillmentStatus,
     OrderStatus,
@@ -20,7 +19,6 @@ from .vocabulary import (
     TransactionKind,
 )
 
-UNPAID = UNPAID_STATUSES
 RETURN_STATUS_BY_RETURN = {
     ReturnState.REQUESTED: ReturnStatus.RETURN_REQUESTED,
     ReturnState.INSPECTION_COMPLETE: ReturnStatus.INSPECTION_COMPLETE,

@@ -10,9 +10,7 @@ import contextvars
 from . import prepared, store
 from .locks import locked_order
 from .models import TimelineEvent
-from .vocabulary import Actor
-
-COMMENT = "comment"
+from .vocabulary import Actor, TimelineKind
 
 _acting = contextvars.ContextVar("acting_merchant_name", default=None)
 
@@ -63,7 +61,7 @@ def add_comment(order_id, message, now):
     """Add a staff comment to the order's timeline, in any state of the order; return the event."""
     with store.transaction():
         order = locked_order(order_id)
-        event = _event(order, COMMENT, now, Actor.MERCHANT, None, message, None)
+        event = _event(order, TimelineKind.COMMENT, now, Actor.MERCHANT, None, message, None)
         return TimelineEvent(id=prepared.insert_returning_id(TimelineEvent, **event), **event)
 
 

@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from adapter import observers, store
 from adapter.models import FulfillmentOrder, Order, OutboxMessage
 from adapter.times import utcnow
+from adapter.vocabulary import MessageType
 
 from . import schemas
 from .log_format import method_of, route_of
@@ -71,11 +72,7 @@ OUTBOX_DURATION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 # Every type the adapter sends (SPEC 4.1 and the customer notifications).
-MESSAGE_TYPES = frozenset({
-    "fulfillment_request.submitted", "fulfillment_request.withdrawn",
-    "cancellation_request.submitted", "fulfillment_order.reverted", "merchant.message",
-    "shipping_confirmation",
-})
+MESSAGE_TYPES = frozenset(MessageType)
 
 
 def _targets():

@@ -6,7 +6,7 @@ import binascii
 from flask import Blueprint
 from marshmallow import ValidationError
 
-from adapter import operator
+from adapter import operator, outbox
 from adapter.errors import ValidationFailed
 from adapter.times import rfc3339
 
@@ -56,7 +56,7 @@ def _row_id(text):
 
 def message_view(message, body=False):
     """Return the operator's view of an outbox message, shaped as its schema dumps it."""
-    state = operator.state_of(message.status)
+    state = outbox.state_of(message.status)
     view = {
         "id": message.id,
         "message_id": message.message_id,

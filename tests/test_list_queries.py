@@ -11,12 +11,12 @@ from conftest import POSTGRES_URL
 from adapter import order_list, store
 from adapter.models import FulfillmentOrder, Order
 from adapter.statuses import (
-    UNPAID,
     fulfillment_status_of,
     order_status_of,
     payment_markers_of,
     payment_status_of,
 )
+from adapter.vocabulary import UNPAID_STATUSES as UNPAID
 
 NOW = datetime(2030, 6, 1, 12, 0, 0)
 EXPIRING_DAYS = 2

@@ -11,7 +11,6 @@ import pytest
 from conftest import fo_of
 
 from adapter.statuses import (
-    UNPAID,
     FulfillmentFacts,
     PaymentFacts,
     effective_fo_status,
@@ -23,6 +22,7 @@ from adapter.statuses import (
     payment_status_of,
     return_status_of,
 )
+from adapter.vocabulary import UNPAID_STATUSES as UNPAID
 
 NOW = datetime(2026, 3, 10, 12, 0, 0)
 DAY = timedelta(days=1)

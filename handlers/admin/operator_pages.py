@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 from adapter import operator, store
 from adapter.errors import InvalidTransition
 from adapter.models import OutboxMessage, WebhookDelivery
-from adapter.outbox import NOTIFICATIONS
+from adapter.outbox import NOTIFICATIONS, state_of
 from handlers.parsing import MAX_STORED_ID, now
 
 from .blueprint import bp
@@ -183,4 +183,4 @@ def target_name(key):
 @bp.app_template_global()
 def message_state(message):
     """Return the state an operator sees for an outbox message: pending, failed or delivered."""
-    return operator.state_of(message.status)
+    return state_of(message.status)
