@@ -1,11 +1,10 @@
 """Read models: orders and their parts as clients see them, statuses computed for `now`."""
 
-import json
 from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from peewee import JOIN, SQL, BooleanField, DateTimeField, Value, fn
+from peewee import JOIN, SQL
 
 from . import outbox, settings, store, transitions
 from .models import (
@@ -13,7 +12,6 @@ from .models import (
     FulfillmentLine,
     FulfillmentOrder,
     FulfillmentOrderLine,
-    JSONField,
     LineItem,
     MerchantRequest,
     Order,
@@ -24,6 +22,7 @@ from .models import (
     Transaction,
 )
 from .money import format_amount
+from .selects import RowsByIds
 from .statuses import (
     effective_fo_status,
     fulfilled_by_line,
@@ -253,85 +252,10 @@ class _Parts:
     return_lines: dict = field(default_factory=dict)
 
 
-class _Select:
-    """A SELECT of the rows belonging to a list of ids, its SQL text built once per store kind.
-
-    peewee builds a statement from its expression tree on every run, and renders each value
-    of an IN list as a node of its own: for a page of orders that cost more than running the
-    statements. Here the ids are the statement's one parameter (an array on PostgreSQL, JSON
-    text read by `json_each` on SQLite), so the text never changes and is kept. Each row's
-    values become their fields' Python values once, here, so the renderers see one form.
-    `latest` keeps only the row with the highest id among those of `ids`.
-    """
-
-    def __init__(self, row_type, column, fields=None, order_by=None, join=None, latest=False):
-        self.row_type = row_type
-        self.latest = latest
-        self.column = column
-        model = column.model
-        self.fields = fields or [model._meta.columns[name] for name in row_type._fields]
-        self.order_by = order_by or (model.id,)
-        self.join = join
-        self.sql = {}
-        self.converters = {}
-
-    def _build(self, where):
-        query = self.column.model.select(*self.fields)
-        for join in self.join if isinstance(self.join, list) else [self.join]:
-            if join is not None:
-                query = query.join(*join) if isinstance(join, tuple) else query.join(join)
-        return query.where(where).order_by(*self.order_by)
-
-    def rows(self, ids):
-        """Return the rows of `ids` as `row_type` tuples of Python values."""
-        postgres = store.is_postgres()
-        ids = list(ids)
-        param = ids if postgres else json.dumps(ids)
-        sql = self.sql.get(postgres)
-        if sql is None:
-            if postgres:
-                where = self.column == fn.ANY(Value(param, unpack=False))
-            else:
-                where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
-            if self.latest:
-                model = self.column.model
-                where = model.id == model.select(fn.MAX(model.id)).where(where)
-            sql, _ = store.database.get_sql_context().sql(self._build(where)).query()
-            self.sql[postgres] = sql
-            self.converters[postgres] = _converters(self.fields, postgres)
-        converters = self.converters[postgres]
-        make = self.row_type._make
-        if not converters:
-            return [make(row) for row in store.database.execute_sql(sql, (param,))]
-        rows = []
-        for row in store.database.execute_sql(sql, (param,)):
-            values = list(row)
-            for index, convert in converters:
-                if values[index] is not None:
-                    values[index] = convert(values[index])
-            rows.append(make(values))
-        return rows
-
-
-def _converters(fields, postgres):
-    """(index, function) for each column whose driver value is not yet its Python value.
-
-    psycopg2 returns times and booleans as Python values; SQLite returns text and integers.
-    JSON is text on both.
-    """
-    converters = []
-    for index, column in enumerate(fields):
-        if isinstance(column, JSONField) or (
-            not postgres and isinstance(column, DateTimeField | BooleanField)
-        ):
-            converters.append((index, column.python_value))
-    return converters
-
-
-_ORDERS = _Select(_OrderRow, Order.id)
-_LINE_ITEMS = _Select(_LineRow, LineItem.order)
-_FULFILLMENT_ORDERS = _Select(_FORow, FulfillmentOrder.order)
-_FO_LINES = _Select(
+_ORDERS = RowsByIds(_OrderRow, Order.id)
+_LINE_ITEMS = RowsByIds(_LineRow, LineItem.order)
+_FULFILLMENT_ORDERS = RowsByIds(_FORow, FulfillmentOrder.order)
+_FO_LINES = RowsByIds(
     _FOLineRow,
     FulfillmentOrderLine.fulfillment_order,
     fields=[
@@ -363,7 +287,7 @@ _REQUEST_JOINS = [
      & (OutboxMessage.request_id == MerchantRequest.id)
      & (OutboxMessage.type == MerchantRequest.kind.concat(SQL("'.submitted'")))),
 ]
-_MERCHANT_REQUESTS = _Select(
+_MERCHANT_REQUESTS = RowsByIds(
     _RequestRow,
     MerchantRequest.fulfillment_order,
     fields=_REQUEST_FIELDS,
@@ -373,21 +297,21 @@ _MERCHANT_REQUESTS = _Select(
 # One FO's current request (its latest, whatever its kind) and the message that carried it,
 # found through the (fulfillment_order_id, id) and outbox `request_id` indexes: a few rows
 # read however many requests the FO has had.
-_CURRENT_REQUEST = _Select(
+_CURRENT_REQUEST = RowsByIds(
     _RequestRow,
     MerchantRequest.fulfillment_order,
     fields=_REQUEST_FIELDS,
     join=_REQUEST_JOINS,
     latest=True,
 )
-_FULFILLMENTS = _Select(_FulfillmentRow, Fulfillment.order)
-_FULFILLMENT_LINES = _Select(_FulfillmentLineRow, FulfillmentLine.fulfillment)
-_SHIPMENT_EVENTS = _Select(
+_FULFILLMENTS = RowsByIds(_FulfillmentRow, Fulfillment.order)
+_FULFILLMENT_LINES = RowsByIds(_FulfillmentLineRow, FulfillmentLine.fulfillment)
+_SHIPMENT_EVENTS = RowsByIds(
     _EventRow, ShipmentEvent.fulfillment, order_by=(ShipmentEvent.happened_at, ShipmentEvent.id)
 )
-_TRANSACTIONS = _Select(_TransactionRow, Transaction.order)
-_RETURNS = _Select(_ReturnRow, Return.order)
-_RETURN_LINES = _Select(_ReturnLineRow, ReturnLine.return_)
+_TRANSACTIONS = RowsByIds(_TransactionRow, Transaction.order)
+_RETURNS = RowsByIds(_ReturnRow, Return.order)
+_RETURN_LINES = RowsByIds(_ReturnLineRow, ReturnLine.return_)
 
 
 def _rows_of(row_type, instances):

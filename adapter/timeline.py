@@ -6,10 +6,12 @@ acting once per request (`acting_as`), so the operations in between need not pas
 
 import contextlib
 import contextvars
+from collections import namedtuple
 
 from . import prepared, store
 from .locks import locked_order
 from .models import TimelineEvent
+from .selects import RowsByIds
 from .vocabulary import Actor, TimelineKind
 
 _acting = contextvars.ContextVar("acting_merchant_name", default=None)
@@ -65,11 +67,13 @@ def add_comment(order_id, message, now):
         return TimelineEvent(id=prepared.insert_returning_id(TimelineEvent, **event), **event)
 
 
+# A page reads hundreds of events: their SQL is built once and their rows converted in one pass.
+EventRow = namedtuple(
+    "EventRow", "id order_id at actor actor_name kind fulfillment_order_id message data"
+)
+_EVENTS = RowsByIds(EventRow, TimelineEvent.order, order_by=(TimelineEvent.at, TimelineEvent.id))
+
+
 def events_of(order_id):
-    """Return the order's events, oldest first, as named tuples (a page reads hundreds)."""
-    return list(
-        TimelineEvent.select()
-        .where(TimelineEvent.order == order_id)
-        .order_by(TimelineEvent.at, TimelineEvent.id)
-        .namedtuples()
-    )
+    """Return the order's events, oldest first, as `EventRow`s."""
+    return _EVENTS.rows([order_id])

@@ -5,12 +5,12 @@ from collections import defaultdict
 from flask import current_app, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
-from peewee import Case, fn
+from peewee import SQL, Case, Value, fn
 
 from adapter import order_list, rendering, store, timeline
 from adapter.errors import NotFound, ValidationFailed
 from adapter.models import FulfillmentOrder, Order, OutboxMessage, TimelineEvent
-from adapter.vocabulary import HoldReason
+from adapter.vocabulary import FOStatus, HoldReason
 from handlers.orders import decode_cursor, encode_cursor
 from handlers.parsing import load, now
 from handlers.schemas import OrderQuerySchema
@@ -131,14 +131,16 @@ def order_live(order_id):
     return order_page(order_id, template="admin/_order_live.html")
 
 
-# The newest timeline events the order page draws; the whole timeline is one link away
-# (`?timeline=all`), so a long history does not slow down every visit and every live update.
+# The newest timeline events the order page draws, and each shipment's latest delivery event: the
+# whole timeline (`?timeline=all`) and every delivery history (`?deliveries=all`) are one link
+# away, so a long history does not slow down every visit and every live update.
 TIMELINE_SHOWN = 50
+UNFOLDED = ("timeline", "deliveries")
 
 
 def order_page(order_id, refusal=None, template="admin/order.html"):
     """Render the order page as it is now; after a refused form, with its reasons and status."""
-    whole_timeline = request.args.get("timeline") == "all"
+    unfolded = {part: "all" for part in UNFOLDED if request.args.get(part) == "all"}
     with store.snapshot():
         order_view = rendering.order_view_by_id(order_id, now())
         if order_view is None:
@@ -157,9 +159,9 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
         banners={fo["id"]: fulfillment_order_banners(fo, concerning[fo["id"]])
                  for fo in order_view["fulfillment_orders"]},
         lines={line["id"]: line for line in order_view["line_items"]},
-        events=list(reversed(events))[: None if whole_timeline else TIMELINE_SHOWN],
+        events=list(reversed(events))[: None if "timeline" in unfolded else TIMELINE_SHOWN],
         events_total=len(events),
-        whole_timeline=whole_timeline,
+        unfolded=unfolded,
         refusal=refusal,
         hold_reasons=list(HoldReason),
     )
@@ -174,27 +176,49 @@ def live_version(order_id):
     by themselves, without an event), the order's `updated_at`, and its FOs' outbox messages
     (a delivery attempt changes no event or FO, but the not-received banner tells of it).
     """
+    postgres = store.is_postgres()
+    sql = _LIVE_VERSION_SQL.get(postgres)
+    if sql is None:
+        sql = _LIVE_VERSION_SQL[postgres] = _live_version_sql()
+    parts = store.database.execute_sql(
+        sql, (FulfillmentOrder.fulfill_at.db_value(now()), order_id)).fetchone()
+    if parts is None:
+        return None
+    return "-".join(str(part) for part in parts).replace(" ", "T")
+
+
+# Its text is built once per store kind: building it costs as much as running it, every 2 s per page.
+_LIVE_VERSION_SQL = {}
+_NOW, _ORDER_ID = "live-version-now", -1
+
+
+def _live_version_sql():
+    """Return the live version's SQL, whose two parameters are the time now and the order's id."""
     fos = FulfillmentOrder.select().where(FulfillmentOrder.order == Order.id)
     sent = FulfillmentOrder.select().join(
         OutboxMessage, on=(OutboxMessage.target == FulfillmentOrder.service)
         & (OutboxMessage.fulfillment_order_id == FulfillmentOrder.id)).where(
         FulfillmentOrder.order == Order.id)
     events = TimelineEvent.select().where(TimelineEvent.order == Order.id)
-    parts = Order.select(
+    one, zero = SQL("1"), SQL("0")
+    due = (FulfillmentOrder.status == SQL(f"'{FOStatus.SCHEDULED}'")) & (
+        FulfillmentOrder.fulfill_at <= Value(_NOW, converter=False))
+    failed = OutboxMessage.status == SQL("'failed'")
+    query = Order.select(
         events.select(fn.COUNT(TimelineEvent.id)),
         events.select(fn.MAX(TimelineEvent.id)),
         fos.select(fn.COUNT(FulfillmentOrder.id)),
         fos.select(fn.MAX(FulfillmentOrder.updated_at)),
-        fos.select(fn.SUM(Case(None, [((FulfillmentOrder.status == "scheduled")
-                                       & (FulfillmentOrder.fulfill_at <= now()), 1)], 0))),
+        fos.select(fn.SUM(Case(None, [(due, one)], zero))),
         Order.updated_at,
         sent.select(fn.COUNT(OutboxMessage.id)),
         sent.select(fn.SUM(OutboxMessage.attempts)),
-        sent.select(fn.SUM(Case(None, [(OutboxMessage.status == "failed", 1)], 0))),
-    ).where(Order.id == order_id).tuples().first()
-    if parts is None:
-        return None
-    return "-".join(str(part) for part in parts).replace(" ", "T")
+        sent.select(fn.SUM(Case(None, [(failed, one)], zero))),
+    ).where(Order.id == Value(_ORDER_ID, converter=False))
+    sql, params = store.database.get_sql_context().sql(query).query()
+    if params != [_NOW, _ORDER_ID]:
+        raise RuntimeError(f"the live version's statement has parameters {params!r}")
+    return sql
 
 
 @bp.app_template_global()

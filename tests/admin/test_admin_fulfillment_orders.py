@@ -19,6 +19,7 @@ from test_protocol import (
     line_of,
     rejected_order,
     ship,
+    shipped_order,
     state,
     submitted_order,
     withdrawn_order,
@@ -276,6 +277,34 @@ def test_mark_as_fulfilled_records_tracking_and_notifies_the_customer(sides, adm
     [event] = [e for e in sides.timeline(order["id"]) if e["kind"] == "fulfillment.created"]
     assert event["data"]["customer_notification"] is not None
     assert sides.fo(own["id"])["status"] == "closed"
+
+
+def test_a_shipment_shows_its_latest_delivery_event_and_links_to_its_whole_history(sides, admin):
+    order, _ = shipped_order(sides)
+    [shipment] = sides.read_order(order["id"])["fulfillments"]
+    # Told out of order: the latest by `happened_at` arrives second.
+    for day, status in ((1, "label_printed"), (3, "out_for_delivery"), (2, "in_transit")):
+        told = sides.service.send("acme", "fulfillment.event", {
+            "external_id": "everything", "status": status, "message": f"<i>hub {day}</i>",
+            "happened_at": f"2026-01-0{day}T10:00:00Z"})
+        assert told.status_code == 200, told.body
+    path = f"/admin/orders/{order['id']}"
+
+    page = admin.get(path).html
+    unfolded = admin.get(f"{path}?deliveries=all&timeline=all").html
+
+    def history(html):
+        card = re.search(r'<section class="shipment".*?</section>', html, re.S).group(0)
+        return re.findall(r"&lt;i&gt;hub (\d)&lt;/i&gt;", card)
+
+    assert history(page) == ["3"] and "<i>" not in page
+    [link] = re.findall(r'href="([^"]*deliveries=all[^"]*)"[^>]*>\s*Show all 3 delivery events', page)
+    assert unescape(link).endswith(f"#shipment-{shipment['id']}-title")
+    assert history(admin.get(unescape(link)).html) == ["3", "2", "1"]
+    assert history(unfolded) == ["3", "2", "1"] and "delivery events" not in unfolded
+    poll = unescape(re.search(r'hx-get="([^"]+)"', unfolded).group(1))
+    assert "deliveries=all" in poll and "timeline=all" in poll
+    assert "deliveries=all" not in re.search(r'hx-get="([^"]+)"', page).group(1)
 
 
 def test_hold_with_reason_and_note_then_release(sides, admin):
