@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import claims, fulfillment_orders, observers, outbox, store
 from .service_client import DeliveryError, client_for
@@ -33,6 +34,20 @@ def targets_of(settings):
     if settings.notifications_url:
         targets.append(outbox.NOTIFICATIONS)
     return targets
+
+
+def waves(messages, size):
+    """Split a claimed batch, in order, into the groups sent at once: at most `size`, never two of
+    one FO, and a message naming no FO (a customer notification) alone."""
+    groups, group, fos = [], [], set()
+    for message in messages:
+        fo = message.fulfillment_order_id
+        if group and (fo is None or None in fos or fo in fos or len(group) == size):
+            groups.append(group)
+            group, fos = [], set()
+        group.append(message)
+        fos.add(fo)
+    return groups + [group] if group else groups
 
 
 class Dispatcher:
@@ -69,31 +84,40 @@ class Dispatcher:
                             self.takeover_after(target))
 
     def send_batch(self, messages, claimed_at, clock):
-        """Send messages claimed at `claimed_at` in turn and record their outcomes; return how many were sent.
+        """Send messages claimed at `claimed_at` in waves, record their outcomes; return how many were sent.
 
-        Outcomes are recorded, and the leases of the messages still to send renewed, in
-        one transaction every RECORD_EVERY_SECONDS and once at the end (also when
-        stopping or failing), so a fast service costs two write transactions per batch.
-        A crash before an outcome is recorded leaves its message to be sent again, with
-        the same webhook-id, once the lease runs out.
+        A wave is up to `sends_in_flight` messages sent at once, never two of one FO (a claim
+        holds at most one message per FO anyway), and a message naming no FO (a customer
+        notification) goes alone, so every FO's messages arrive in order. Outcomes are
+        recorded, and the leases of the messages still to send renewed, in one transaction
+        every RECORD_EVERY_SECONDS and once at the end (also when stopping or failing), so a
+        fast service costs two write transactions per batch. A crash before an outcome is
+        recorded leaves its message to be sent again, with the same webhook-id, once the
+        lease runs out.
         """
         held = {message.id for message in messages}
-        leased_at, outcomes, sent = claimed_at, [], 0
+        leased_at, outcomes, sent, done = claimed_at, [], 0, 0
         try:
-            for index, message in enumerate(messages):
-                if self._stopping.is_set():
-                    # Unsent claims go back to others once their lease runs out.
-                    break
-                now = clock()
-                if (now - leased_at).total_seconds() >= RECORD_EVERY_SECONDS:
-                    unsent = [later for later in messages[index:] if later.id in held]
-                    held = self._settle(outcomes, unsent, now)
-                    leased_at, outcomes = now, []
-                if message.id not in held:
-                    log.info("message %s was taken over by another worker; not sending", message.message_id)
-                    continue
-                outcomes.append((message, self._send(message, now), now))
-                sent += 1
+            with ThreadPoolExecutor(self.settings.sends_in_flight) as senders:
+                for wave in waves(messages, self.settings.sends_in_flight):
+                    if self._stopping.is_set():
+                        # Unsent claims go back to others once their lease runs out.
+                        break
+                    now = clock()
+                    if (now - leased_at).total_seconds() >= RECORD_EVERY_SECONDS:
+                        unsent = [later for later in messages[done:] if later.id in held]
+                        held = self._settle(outcomes, unsent, now)
+                        leased_at, outcomes = now, []
+                    done += len(wave)
+                    for message in wave:
+                        if message.id not in held:
+                            log.info("message %s was taken over by another worker; not sending",
+                                     message.message_id)
+                    wave = [message for message in wave if message.id in held]
+                    sending = [senders.submit(self._send, message, now) for message in wave]
+                    for message, answer in zip(wave, sending, strict=True):
+                        outcomes.append((message, answer.result(), now))
+                    sent += len(wave)
         finally:
             self._settle(outcomes, [], clock())
         return sent

@@ -55,6 +55,9 @@ SETTINGS = (
             "Seconds the dispatcher sleeps when it finds nothing to send."),
     Setting("outbox.batch_size", "int", 20,
             "Messages the dispatcher claims per poll."),
+    Setting("outbox.sends_in_flight", "int", 4,
+            "Messages of one claimed batch the dispatcher sends to a service at once (each to a"
+            " different fulfillment order, so each order's messages still arrive in order)."),
     Setting("orders.auto_archive", "bool", False,
             "Archive an order once it is fully paid and fulfilled."),
     Setting("orders.expiring_days", "int", 2,
@@ -144,6 +147,7 @@ class Settings:
     in_app_dispatcher: bool
     poll_seconds: float
     batch_size: int
+    sends_in_flight: int
     auto_archive: bool
     expiring_days: int
     notifications_url: str | None
@@ -288,6 +292,7 @@ def _build(tree, origins, environ):
         in_app_dispatcher=values["outbox.in_app_dispatcher"],
         poll_seconds=values["outbox.poll_seconds"],
         batch_size=values["outbox.batch_size"],
+        sends_in_flight=values["outbox.sends_in_flight"],
         auto_archive=values["orders.auto_archive"],
         expiring_days=values["orders.expiring_days"],
         notifications_url=notifications_url,

@@ -418,7 +418,7 @@ def test_a_failure_that_cannot_be_undone_holds_back_no_other_outcome(config, htt
 def test_a_long_batch_records_outcomes_and_renews_the_rest_once_a_lease_has_aged(config, http):
     now = utcnow()
     first, second, third = (submitted(now=now)[1] for _ in range(3))
-    dispatcher = Dispatcher(config)
+    dispatcher = Dispatcher(load_settings(environ={}, overrides=overrides(sends_in_flight=1)))
     half = timedelta(seconds=dispatcher_module.RECORD_EVERY_SECONDS / 2)
     seen = []
 
@@ -440,6 +440,47 @@ def test_a_long_batch_records_outcomes_and_renews_the_rest_once_a_lease_has_aged
     assert {reload(message).status for message in (first, second, third)} == {"delivered"}
 
 
+def test_a_batch_goes_out_in_waves_of_sends_in_flight_each_recorded_as_the_lease_ages(config, http):
+    now = utcnow()
+    messages = [submitted(now=now)[1] for _ in range(5)]
+    dispatcher = Dispatcher(load_settings(environ={}, overrides=overrides(sends_in_flight=2)))
+    half = timedelta(seconds=dispatcher_module.RECORD_EVERY_SECONDS / 2)
+    together = threading.Barrier(2, timeout=5)
+    seen = []
+
+    def answer(request):
+        # The two messages of a wave are on the wire at the same time: each waits for the other.
+        if len(seen) < 4:
+            together.wait()
+        seen.append((request.headers["webhook-id"],
+                     [reload(message).status for message in messages]))
+        return 200, {}, ""
+
+    http.add_callback(responses.POST, ACME_URL, callback=answer)
+    # Claimed at now + half; waves sent at now + 2 half, 3 half (the lease has aged: the first
+    # wave is recorded), 4 half.
+    assert dispatcher.run_target("acme", Clock(now, half.total_seconds())) == 5
+    waves = [sorted(message_id for message_id, _ in seen[at:at + 2]) for at in (0, 2, 4)]
+    ids = [message.message_id for message in messages]
+    assert waves == [sorted(ids[0:2]), sorted(ids[2:4]), ids[4:]]
+    states = [states for _, states in seen]
+    assert states[:2] == [["sending"] * 5] * 2
+    assert states[2:4] == [["delivered"] * 2 + ["sending"] * 3] * 2
+    assert states[4] == ["delivered"] * 2 + ["sending"] * 3
+    assert {reload(message).status for message in messages} == {"delivered"}
+
+
+def test_waves_hold_one_message_per_fo_and_a_notification_alone():
+    def message(fo):
+        return OutboxMessage(fulfillment_order_id=fo, message_id=f"m{fo}")
+
+    batch = [message(1), message(2), message(2), message(None), message(3), message(4), message(5),
+             message(6)]
+    waves = dispatcher_module.waves(batch, 3)
+    assert [[m.fulfillment_order_id for m in wave] for wave in waves] == [
+        [1, 2], [2], [None], [3, 4, 5], [6]]
+
+
 def test_a_message_taken_over_during_a_batch_is_not_sent(config, http):
     http.post(ACME_URL, status=200)
     now = utcnow()
@@ -458,17 +499,18 @@ def test_a_message_taken_over_during_a_batch_is_not_sent(config, http):
 
 def test_a_stopping_dispatcher_records_what_it_sent_and_leaves_the_rest(config, http):
     now = utcnow()
-    first, second = (submitted(now=now)[1] for _ in range(2))
-    dispatcher = Dispatcher(config)
+    first, second, third = (submitted(now=now)[1] for _ in range(3))
+    dispatcher = Dispatcher(load_settings(environ={}, overrides=overrides(sends_in_flight=2)))
 
     def answer(request):
         dispatcher._stopping.set()
         return 200, {}, ""
 
     http.add_callback(responses.POST, ACME_URL, callback=answer)
-    assert dispatcher.run_target("acme", lambda: now) == 1
-    assert reload(first).status == "delivered"
-    assert reload(second).status == "sending"
+    # The wave on the wire when it is asked to stop is finished and recorded; no other starts.
+    assert dispatcher.run_target("acme", lambda: now) == 2
+    assert [reload(message).status for message in (first, second, third)] == [
+        "delivered", "delivered", "sending"]
 
 
 def test_a_crash_between_sending_and_recording_resends_with_the_same_id(config, http, monkeypatch):
