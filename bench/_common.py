@@ -267,7 +267,8 @@ SERVERS = ("sync", "gthread", "gevent", "waitress")
 
 
 def gunicorn_args(worker_class, workers, threads):
-    args = ["-w", str(workers), "-k", worker_class]
+    """-w, and -k unless `worker_class` is None (then the config file's, or gunicorn's sync)."""
+    args = ["-w", str(workers)] + (["-k", worker_class] if worker_class else [])
     if worker_class == "gthread":
         args += ["--threads", str(threads)]
     return args
@@ -354,7 +355,8 @@ def empty_gunicorn_conf(directory, worker_class="sync"):
 
 def gunicorn_server(name, app_spec, env, directory, worker_class="sync", workers=2, threads=4,
                     conf=None, health_path="/healthz", extra_args=()):
-    """The app under gunicorn with `worker_class` (sync, gthread, gevent), or under waitress."""
+    """The app under gunicorn with `worker_class` (sync, gthread, gevent; None: the one `conf`
+    sets), or under waitress."""
     port = free_port()
     if worker_class == "waitress":
         return waitress_server(name, app_spec, env, directory, port, threads, health_path, extra_args)
@@ -471,9 +473,16 @@ function init(args)
   sent = 0
   exhausted = 0
   filler = "GET /bench-exhausted HTTP/1.1\r\nHost: " .. args[3] .. "\r\n\r\n"
+  -- wrk calls request() once on thread 0 before it connects, to check that the request parses;
+  -- that call gets the first request without using it up, or it would never be sent.
+  verifying = tid == 0
 end
 
 function request()
+  if verifying then
+    verifying = false
+    return reqs[1] or filler
+  end
   idx = idx + 1
   if idx > n then
     if cycle and n > 0 then

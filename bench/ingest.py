@@ -32,6 +32,7 @@ SERVICE = "bench"
 TARGET_RATIO = 0.35
 TARGET_P99_MS = 25.0
 MAX_RATE = 2500  # requests/s the adapter is assumed never to exceed, to size the pre-signed lists
+MIX_GAP = 96  # ticks between two steps of one FO in the mix
 
 
 def order_payload(index, tag):
@@ -61,7 +62,7 @@ def message_deliveries(prefix, fo_ids, count):
     ]
 
 
-def mix_deliveries(prefix, fo_ids, gap=96):
+def mix_deliveries(prefix, fo_ids, gap=MIX_GAP):
     """Per FO: accept, ship with tracking, in_transit, delivered, message, in that order.
 
     Pipelined: at tick t, step s goes to FO number t - s*gap, so after a short warm-up every
