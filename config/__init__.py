@@ -53,7 +53,7 @@ SETTINGS = (
             "Run the outbox dispatcher inside the web app process."),
     Setting("outbox.poll_seconds", "float", 1.0,
             "Seconds the dispatcher sleeps when it finds nothing to send."),
-    Setting("outbox.batch_size", "int", 20,
+    Setting("outbox.batch_size", "int", 100,
             "Messages the dispatcher claims per poll."),
     Setting("outbox.sends_in_flight", "int", 4,
             "Messages of one claimed batch the dispatcher sends to a service at once (each to a"

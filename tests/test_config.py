@@ -43,7 +43,8 @@ def test_defaults_load_without_any_file_or_environment():
     assert settings.retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     assert settings.in_app_dispatcher is True
     assert settings.poll_seconds == 1.0
-    assert settings.batch_size == 20
+    assert settings.batch_size == 100
+    assert settings.sends_in_flight == 4
     assert settings.auto_archive is False
     assert settings.expiring_days == 2
     assert settings.notifications_url is None
