@@ -17,6 +17,7 @@ from adapter.vocabulary import Requester, ReturnReason, TransactionKind
 from handlers import schemas
 from handlers.parsing import load, now
 
+from . import labels
 from .blueprint import bp
 from .orders import order_page
 from .refusals import CHECK_FIELDS, CHECK_FORM, CONFLICTS, REFUSED, Refusal
@@ -259,8 +260,10 @@ def outstanding(order):
 
 @bp.app_template_global()
 def return_choices():
-    """Return who may ask for a return and the reasons a returned line can have, as the API takes them."""
-    return list(Requester), list(ReturnReason)
+    """Return (value, word) of who may ask for a return and of the reasons a returned line can
+    have, as the API takes them; the form lists the reasons once per line."""
+    return ([(value, labels.label("actor", value)) for value in Requester],
+            [(value, labels.label("return_reason", value)) for value in ReturnReason])
 
 
 @bp.app_template_global()

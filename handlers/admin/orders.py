@@ -162,6 +162,8 @@ def order_page(order_id, refusal=None, template="admin/order.html"):
         events=list(reversed(events))[: None if "timeline" in unfolded else TIMELINE_SHOWN],
         events_total=len(events),
         unfolded=unfolded,
+        all_deliveries=None if "deliveries" in unfolded else url_for(
+            "admin.order", order_id=order_id, **unfolded, deliveries="all"),
         refusal=refusal,
         hold_reasons=list(HoldReason),
     )
