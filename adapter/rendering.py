@@ -157,6 +157,33 @@ def listed_order_views(rows, now):
     return [_render_order(row, parts, now, expiring_days) for row in rows]
 
 
+def order_summaries(rows, now):
+    """Return what a list of orders shows of each: the order's fields and statuses exactly as its
+    view has them, and the services of its FOs (None: merchant-managed), read in one statement.
+
+    `rows` are orders read in the snapshot the caller holds (as `listed_order_views` takes them).
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    services = _grouped(_FO_SERVICES.rows([row.id for row in rows]), _by_order)
+    expiring_days = settings.current().expiring_days
+    return [
+        {
+            "id": row.id,
+            "name": row.name,
+            "email": row.email,
+            "currency": row.currency,
+            "shipping_address": row.shipping_address,
+            "created_at": rfc3339(row.created_at),
+            "total_price": format_amount(row.total_minor, row.currency),
+            **_statuses(row, now, expiring_days),
+            "services": [fo.service for fo in services.get(row.id, ())],
+        }
+        for row in rows
+    ]
+
+
 def order_view(order, now):
     """Return the client view of one order, ready to serialize as JSON (see `order_views`)."""
     return order_views([order], now)[0]
@@ -304,6 +331,7 @@ _CURRENT_REQUEST = RowsByIds(
     join=_REQUEST_JOINS,
     latest=True,
 )
+_FO_SERVICES = RowsByIds(namedtuple("_FOServiceRow", "order_id service"), FulfillmentOrder.order)
 _FULFILLMENTS = RowsByIds(_FulfillmentRow, Fulfillment.order)
 _FULFILLMENT_LINES = RowsByIds(_FulfillmentLineRow, FulfillmentLine.fulfillment)
 _SHIPMENT_EVENTS = RowsByIds(
@@ -345,11 +373,25 @@ def _parts_of(ids):
     )
 
 
-def _render_order(order, parts, now, expiring_days):
-    currency = order.currency
+def _statuses(order, now, expiring_days):
+    """The order's statuses, from its own row alone (the order list shows them without its parts)."""
     payment_status = payment_status_of(
         order.payment_state, order.auth_expires_at, order.payment_due_at, now
     )
+    return {
+        "order_status": order_status_of(order.archived, order.cancelled_at is not None),
+        "payment_status": payment_status,
+        "payment_markers": payment_markers_of(payment_status, order.auth_expires_at, now, expiring_days),
+        "fulfillment_status": fulfillment_status_of(
+            order.fulfillment_state, order.scheduled_until, now
+        ),
+        "return_status": order.return_state,
+        "needs_attention": order.needs_attention,
+    }
+
+
+def _render_order(order, parts, now, expiring_days):
+    currency = order.currency
     fos = parts.fulfillment_orders.get(order.id, ())
     fulfilled = fulfilled_by_line(
         fo_line for fo in fos for fo_line in parts.fo_lines.get(fo.id, ())
@@ -378,14 +420,7 @@ def _render_order(order, parts, now, expiring_days):
         "updated_at": rfc3339(order.updated_at),
         "cancelled_at": rfc3339(order.cancelled_at),
         "cancel_reason": order.cancel_reason,
-        "order_status": order_status_of(order.archived, order.cancelled_at is not None),
-        "payment_status": payment_status,
-        "payment_markers": payment_markers_of(payment_status, order.auth_expires_at, now, expiring_days),
-        "fulfillment_status": fulfillment_status_of(
-            order.fulfillment_state, order.scheduled_until, now
-        ),
-        "return_status": order.return_state,
-        "needs_attention": order.needs_attention,
+        **_statuses(order, now, expiring_days),
         "total_price": format_amount(order.total_minor, currency),
         "amount_authorized": format_amount(order.authorized_minor, currency),
         "amount_captured": format_amount(order.captured_minor, currency),

@@ -138,6 +138,20 @@ def test_rendered_orders_are_exactly_what_the_order_schema_dumps(orders, clock, 
         assert text(view) == text(ORDER_OUT.dump(ORDER_OUT.load(view)))
 
 
+def test_order_summaries_say_what_the_order_views_say(orders, clock, core):
+    """The orders list shows summaries: each field is its order view's, services are its FOs'."""
+    rows = [Order.get_by_id(order_id) for order_id in orders]
+    views = rendering.order_views(rows, clock.now)
+    summaries = rendering.order_summaries(rows, clock.now)
+    assert len(summaries) == len(views) == len(orders)
+    for summary, view in zip(summaries, views, strict=True):
+        assert text({name: view[name] for name in summary if name != "services"}) == text(
+            {name: value for name, value in summary.items() if name != "services"})
+        assert summary["services"] == [fo["service"] for fo in view["fulfillment_orders"]]
+    assert {summary["payment_status"] for summary in summaries} >= {"pending", "paid"}
+    assert any(None in summary["services"] for summary in summaries)
+
+
 def schema_dumped(schema, views_):
     return [schema.dump(schema.load(view)) for view in views_]
 

@@ -94,7 +94,7 @@ def orders():
         return render_template("admin/orders.html", **page), 422
     with store.snapshot():
         found, more = order_list.list_orders(args, PAGE_SIZE, after, now(), settings.expiring_days)
-        page["orders"] = [_listed(order) for order in rendering.listed_order_views(found, now())]
+        page["orders"] = [_listed(order) for order in rendering.order_summaries(found, now())]
     if more:
         page["older"] = url_for("admin.orders", **filters, cursor=encode_cursor(found[-1].id))
     if cursor:
@@ -108,8 +108,7 @@ def _listed(order):
         **order,
         "customer_name": address.get("name"),
         "contact": address.get("phone") or order["email"],
-        "services": sorted({fo["service"] for fo in order["fulfillment_orders"]},
-                           key=lambda key: (key is None, key or "")),
+        "services": sorted(set(order["services"]), key=lambda key: (key is None, key or "")),
     }
 
 
