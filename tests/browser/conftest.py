@@ -65,6 +65,8 @@ def screenshot():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     def save(tab, name):
-        tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        # caret="initial": hiding the caret leaves `style=""` on every input, which a later live
+        # update carries over to the new inputs, and the page's CSP then reports each one.
+        tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, caret="initial")
 
     return save

@@ -119,6 +119,26 @@ def test_request_accepted_live_cancellation_rejected_live_then_shipment_with_tra
     still_the_same_page(page)
     screenshot(page, "order-actions-shipped-en")
 
+    # The carrier's scans: the card shows the latest, the rest one link away.
+    for hour, status, note in ((9, "in_transit", "Left the Bangkok hub"),
+                               (15, "out_for_delivery", "With the driver Somchai")):
+        tell(service, "fulfillment.event", external_id="box-1", status=status, message=note,
+             happened_at=f"2026-12-05T{hour:02}:00:00Z")
+    shipment = card(page, acme).locator("section.shipment")
+    expect(shipment.locator("ol.events li")).to_have_count(1, timeout=LIVE_MS)
+    expect(shipment.locator("ol.events")).to_contain_text("With the driver Somchai")
+    expect(shipment.locator("h3")).to_contain_text("Out for delivery")
+    still_the_same_page(page)
+    screenshot(page, "order-actions-delivery-latest-en")
+    shipment.get_by_role("link", name="Show all 2 delivery events").click()
+    expect(shipment.locator("ol.events li")).to_have_count(2)
+    expect(shipment.locator("ol.events li").last).to_contain_text("Left the Bangkok hub")
+    screenshot(page, "order-actions-delivery-history-en")
+    page.get_by_role("link", name="ไทย").click()
+    expect(shipment.locator("h4")).to_have_text("ประวัติการจัดส่ง")
+    expect(shipment.locator("ol.events li")).to_have_count(2)
+    screenshot(page, "order-actions-delivery-history-th")
+
 
 def test_withdraw_a_request_before_the_service_accepts(page, create_order, service):
     order = create_order()
