@@ -204,7 +204,7 @@ def list_reads(filters):
     settings = current_app.extensions["adapter_settings"]
     args = load(order_query, {**filters, "limit": PAGE_SIZE})
     found, _ = order_list.list_orders(args, PAGE_SIZE, None, now(), settings.expiring_days)
-    rendering.listed_order_views(found, now())
+    rendering.order_summaries(found, now())
 
 
 def order_reads(order_id):
