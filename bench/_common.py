@@ -277,7 +277,7 @@ def gunicorn_args(worker_class, workers, threads):
 def describe_gunicorn(worker_class, workers, threads):
     if worker_class == "waitress":
         return f"waitress-serve --threads {threads}"
-    text = f"gunicorn -w {workers} -k {worker_class}"
+    text = f"gunicorn -w {workers}" + (f" -k {worker_class}" if worker_class else "")
     return text + (f" --threads {threads}" if worker_class == "gthread" else "")
 
 
