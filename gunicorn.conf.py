@@ -158,3 +158,11 @@ def post_worker_init(worker):
     settings = getattr(worker.wsgi, "extensions", {}).get("adapter_settings")
     if settings is not None:  # not another app served with this file (the benchmarks' no-op)
         dispatcher.ensure_started(settings)
+
+
+def worker_exit(server, worker):
+    """Stop the worker's dispatcher: the wave on the wire finishes and is recorded, the rest of its
+    batch goes back to the other dispatchers when its lease runs out."""
+    from adapter import dispatcher
+
+    dispatcher.stop_in_process(timeout=5)

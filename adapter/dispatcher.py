@@ -113,14 +113,34 @@ class Dispatcher:
                         if message.id not in held:
                             log.info("message %s was taken over by another worker; not sending",
                                      message.message_id)
-                    wave = [message for message in wave if message.id in held]
-                    sending = [senders.submit(self._send, message, now) for message in wave]
-                    for message, answer in zip(wave, sending, strict=True):
-                        outcomes.append((message, answer.result(), now))
-                    sent += len(wave)
+                    answered, error = self._send_wave(
+                        senders, [message for message in wave if message.id in held], now)
+                    outcomes += answered
+                    sent += len(answered)
+                    if error is not None:
+                        raise error
         finally:
             self._settle(outcomes, [], clock())
         return sent
+
+    def _send_wave(self, senders, wave, now):
+        """Send a wave at once; return the outcomes of every send that finished, and the first
+        error (a fault of the code, not of the service), so one failing send never costs the
+        others their record."""
+        sending, error = [], None
+        for message in wave:
+            try:
+                sending.append((message, senders.submit(self._send, message, now)))
+            except RuntimeError as exc:  # the interpreter is shutting down
+                error = exc
+                break
+        answered = []
+        for message, future in sending:
+            try:
+                answered.append((message, future.result(), now))
+            except Exception as exc:
+                error = error or exc
+        return answered, error
 
     def _send(self, message, now):
         """Post one message; return its Answer or the DeliveryError that stopped it."""

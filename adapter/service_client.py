@@ -67,7 +67,7 @@ def retry_after_seconds(value, now):
 class ServiceClient:
     """Post signed messages to one target's URL over one keep-alive session."""
 
-    def __init__(self, target, url, secret, timeout_seconds):
+    def __init__(self, target, url, secret, timeout_seconds, connections=10):
         self.target = target
         self.url = url
         self.timeout_seconds = timeout_seconds
@@ -81,10 +81,13 @@ class ServiceClient:
         environment = self._session.merge_environment_settings(url, {}, None, None, None)
         self._proxies = environment["proxies"]
         self._verify = environment["verify"]
-        self._pool = self._session.get_adapter(url)
+        # Keep a connection for each send in flight (outbox.sends_in_flight), 10 at least.
+        self._pool = requests.adapters.HTTPAdapter(pool_maxsize=max(10, connections))
+        self._session.mount(url, self._pool)
         self._template = requests.Request(
-            "POST", url, headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-            auth=requests.utils.get_netrc_auth(url),
+            "POST", url, auth=requests.utils.get_netrc_auth(url),
+            headers={**requests.utils.default_headers(), "User-Agent": USER_AGENT,
+                     "Content-Type": "application/json"},
         ).prepare()
 
     def post(self, message, now):
@@ -150,8 +153,10 @@ def client_for(settings, target):
             settings.notifications_url,
             settings.notifications_secret,
             settings.notifications_timeout_seconds,
+            settings.sends_in_flight,
         )
     service = settings.services.get(target)
     if service is None:
         return None
-    return ServiceClient(target, service.url, service.secret, service.timeout_seconds)
+    return ServiceClient(target, service.url, service.secret, service.timeout_seconds,
+                         settings.sends_in_flight)

@@ -87,7 +87,9 @@ def overrides(database_url):
     return {
         "database": {"url": database_url},
         "merchant": {"api_tokens": [TOKEN]},
-        "outbox": {"in_app_dispatcher": False},
+        # One send at a time: tests read the order in which a service received the messages of
+        # different FOs, which a wave of concurrent sends leaves to chance (waves: test_outbox.py).
+        "outbox": {"in_app_dispatcher": False, "sends_in_flight": 1},
         "services": service_config(),
     }
 
@@ -97,7 +99,7 @@ def app_on(database_url):
     return create_app({
         "database": {"url": database_url},
         "merchant": {"api_tokens": [TOKEN]},
-        "outbox": {"in_app_dispatcher": False},
+        "outbox": {"in_app_dispatcher": False, "sends_in_flight": 1},
         "services": service_config(),
     })
 

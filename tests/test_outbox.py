@@ -59,7 +59,10 @@ def overrides(**outbox):
                      "timeout_seconds": 0.5},
         },
         "notifications": {"url": NOTIFY_URL, "secret": NOTIFY_SECRET},
-        "outbox": {"retry_schedule": SCHEDULE, "poll_seconds": 0.05, "batch_size": 20, **outbox},
+        # One send at a time unless a test says otherwise: tests read the order in which a service
+        # received the messages of different FOs, which a wave leaves to chance.
+        "outbox": {"retry_schedule": SCHEDULE, "poll_seconds": 0.05, "batch_size": 20,
+                   "sends_in_flight": 1, **outbox},
     }
 
 
@@ -468,6 +471,24 @@ def test_a_batch_goes_out_in_waves_of_sends_in_flight_each_recorded_as_the_lease
     assert states[2:4] == [["delivered"] * 2 + ["sending"] * 3] * 2
     assert states[4] == ["delivered"] * 2 + ["sending"] * 3
     assert {reload(message).status for message in messages} == {"delivered"}
+
+
+def test_a_send_that_fails_in_a_wave_costs_the_others_nothing(config, http, monkeypatch):
+    http.post(ACME_URL, status=200)
+    now = utcnow()
+    messages = [submitted(now=now)[1] for _ in range(3)]
+    dispatcher = Dispatcher(load_settings(environ={}, overrides=overrides(sends_in_flight=3)))
+    post = dispatcher.clients["acme"].post
+
+    def broken_for_the_second(message, at):
+        if message.id == messages[1].id:
+            raise RuntimeError("a fault of the code")
+        return post(message, at)
+
+    monkeypatch.setattr(dispatcher.clients["acme"], "post", broken_for_the_second)
+    with pytest.raises(RuntimeError):
+        dispatcher.run_target("acme", lambda: now)
+    assert [reload(message).status for message in messages] == ["delivered", "sending", "delivered"]
 
 
 def test_waves_hold_one_message_per_fo_and_a_notification_alone():

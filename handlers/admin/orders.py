@@ -254,6 +254,15 @@ def moment(value):
 
 
 @bp.app_template_global()
+def status_event(fulfillment):
+    """Return the delivery event a shipment's status comes from: the latest by `happened_at`
+    and, among events of that time, the furthest along (as `shipment_status` is kept)."""
+    events = fulfillment["events"]
+    return next((event for event in reversed(events)
+                 if event["status"] == fulfillment["shipment_status"]), events[-1])
+
+
+@bp.app_template_global()
 def service_name(key):
     """Return a service's display name; merchant-managed for None."""
     if key is None:

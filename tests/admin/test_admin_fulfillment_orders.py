@@ -307,6 +307,19 @@ def test_a_shipment_shows_its_latest_delivery_event_and_links_to_its_whole_histo
     assert "deliveries=all" not in re.search(r'hx-get="([^"]+)"', page).group(1)
 
 
+def test_a_folded_history_shows_the_event_the_status_comes_from_when_two_share_a_time(sides, admin):
+    order, _ = shipped_order(sides)
+    for status in ("delivered", "in_transit"):
+        told = sides.service.send("acme", "fulfillment.event", {
+            "external_id": "everything", "status": status, "message": f"scan {status}",
+            "happened_at": "2026-01-02T10:00:00Z"})
+        assert told.status_code == 200, told.body
+    card = re.search(r'<section class="shipment".*?</section>',
+                     admin.get(f"/admin/orders/{order['id']}").html, re.S).group(0)
+    assert "scan delivered" in card and "scan in_transit" not in card
+    assert "Show all 2 delivery events" in card
+
+
 def test_hold_with_reason_and_note_then_release(sides, admin):
     order = sides.order()
     fo_id = fo_of(order, "acme")["id"]
