@@ -6,6 +6,7 @@ from datetime import UTC
 from typing import NamedTuple
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from .outbox import NOTIFICATIONS
 from .signing import sign_headers
@@ -82,7 +83,7 @@ class ServiceClient:
         self._proxies = environment["proxies"]
         self._verify = environment["verify"]
         # Keep a connection for each send in flight (outbox.sends_in_flight), 10 at least.
-        self._pool = requests.adapters.HTTPAdapter(pool_maxsize=max(10, connections))
+        self._pool = HTTPAdapter(pool_maxsize=max(10, connections))
         self._session.mount(url, self._pool)
         self._template = requests.Request(
             "POST", url, auth=requests.utils.get_netrc_auth(url),

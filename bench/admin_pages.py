@@ -22,7 +22,6 @@ outside the app is reported.
     python bench/admin_pages.py --database postgresql://postgres@127.0.0.1:5432/bench_admin_pages
 """
 
-import argparse
 import gzip
 import html as markup
 import os
@@ -306,22 +305,16 @@ def transfer(client, page_path, html):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database")
-    parser.add_argument("--sizes", default="100000,1000000",
-                        help="comma-separated order counts, ascending (100000,1000000)")
+    parser = queries.sized_run_parser(__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=100, help="timed requests per page (100)")
-    parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
-    sizes = sorted(int(size) for size in options.sizes.split(","))
+    sizes = queries.sizes_of(options)
 
     with tempfile.TemporaryDirectory(prefix="bench-admin-pages-") as directory, \
             c.bench_database(options.database, directory) as url:
         c.print_machine(url)
-        config = c.write_config(f"{directory}/adapter.toml", {
-            name: {"workflow": "new", "url": f"http://{c.LOOPBACK}:9/{name}", "secret": c.SECRET}
-            for name in SERVICES}, extra={"admin": {"secret_key": "bench-admin-key-" + "0" * 32}})
-        app = c.make_inprocess_app(url, config)
+        app = queries.inprocess_app(url, directory, SERVICES,
+                                    extra={"admin": {"secret_key": "bench-admin-key-" + "0" * 32}})
         order_id = None
         all_results = {}
         for size, rows, seconds, analyzed in queries.seeded_sizes(url, sizes, options.seed):

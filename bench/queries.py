@@ -569,25 +569,41 @@ def distribution(url):
     return ", ".join(f"{p}/{f} {n:,}" for p, f, n in rows[:8])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sized_run_parser(description):
+    """The options of a run at several store sizes: --database, --sizes, --seed."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--database")
     parser.add_argument("--sizes", default="100000,1000000",
                         help="comma-separated order counts, ascending (100000,1000000)")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def sizes_of(options):
+    """The --sizes asked for, smallest first."""
+    return sorted(int(size) for size in options.sizes.split(","))
+
+
+def inprocess_app(url, directory, services, extra=None):
+    """The adapter in this process on `url`, with `services` (new workflow, sending nowhere)."""
+    config = c.write_config(f"{directory}/adapter.toml", {
+        name: {"workflow": "new", "url": f"http://{c.LOOPBACK}:9/{name}", "secret": c.SECRET}
+        for name in services}, extra=extra)
+    return c.make_inprocess_app(url, config)
+
+
+def main():
+    parser = sized_run_parser(__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=100, help="timed requests per filter (100)")
     parser.add_argument("--pages", type=int, default=50, help="cursor pages (50)")
     parser.add_argument("--no-plans", action="store_true", help="do not print the query plans")
-    parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
-    sizes = sorted(int(size) for size in options.sizes.split(","))
+    sizes = sizes_of(options)
 
     with tempfile.TemporaryDirectory(prefix="bench-queries-") as directory, \
             c.bench_database(options.database, directory) as url:
         c.print_machine(url)
-        config = c.write_config(f"{directory}/adapter.toml", {
-            name: {"workflow": "new", "url": f"http://{c.LOOPBACK}:9/{name}", "secret": c.SECRET}
-            for name in ("acme", "globex", "initech")})
-        app = c.make_inprocess_app(url, config)
+        app = inprocess_app(url, directory, ("acme", "globex", "initech"))
         newest = sizes[-1]
         all_results = {}
         combinations = COMBINATIONS
