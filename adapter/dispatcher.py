@@ -15,9 +15,8 @@ from .times import utcnow
 
 log = logging.getLogger(__name__)
 
-# A lease outlives one send: requests applies the timeout to the connect and to
-# each read separately, so a send can take about twice the timeout, plus slack
-# for the database round trips around it.
+# A lease outlives one send, which ends within its deadline (twice the timeout, see
+# ServiceClient), plus slack for the database round trips around it.
 LEASE_MARGIN_SECONDS = 30
 # A batch's outcomes wait in memory at most this long (plus one send) before they are
 # recorded, and the leases of its unsent messages are renewed as often: every send
@@ -68,15 +67,15 @@ class Dispatcher:
 
     def lease_seconds(self, target):
         """Return how long a claim on one of the target's messages lasts."""
-        return 2 * self.clients[target].timeout_seconds + LEASE_MARGIN_SECONDS
+        return self.clients[target].deadline_seconds + LEASE_MARGIN_SECONDS
 
     def takeover_after(self, target):
         """Return how long after a gone claimer last set a lease its messages are taken over.
 
         Each of its sends started within RECORD_EVERY_SECONDS of the lease being set and
-        lasted at most about twice the timeout, so by then none is still in flight.
+        ended within its deadline, so by then none is still in flight.
         """
-        return 2 * self.clients[target].timeout_seconds + RECORD_EVERY_SECONDS + TAKEOVER_SLACK_SECONDS
+        return self.clients[target].deadline_seconds + RECORD_EVERY_SECONDS + TAKEOVER_SLACK_SECONDS
 
     def claim(self, target, now):
         """Claim up to batch_size due messages of `target` under a fresh lease; return them."""

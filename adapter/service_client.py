@@ -6,12 +6,12 @@ from datetime import UTC
 from typing import NamedTuple
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .outbox import NOTIFICATIONS
 from .signing import sign_headers
 from .times import to_naive_utc
 from .version import VERSION
+from .watchdog import Watchdog, WatchedAdapter
 
 EXCERPT_CHARS = 500
 # Enough bytes for the excerpt in any encoding; the rest of a large answer is never read.
@@ -72,6 +72,10 @@ class ServiceClient:
         self.target = target
         self.url = url
         self.timeout_seconds = timeout_seconds
+        # The timeout bounds the connect and each read apart; the whole send, answer and
+        # excerpt included, ends within twice the timeout whatever the service does.
+        self.deadline_seconds = 2 * timeout_seconds
+        self._watchdog = Watchdog()
         self._secret = secret
         self._session = requests.Session()
         # A session prepares each request afresh from its settings, cookies and the
@@ -83,7 +87,7 @@ class ServiceClient:
         self._proxies = environment["proxies"]
         self._verify = environment["verify"]
         # Keep a connection for each send in flight (outbox.sends_in_flight), 10 at least.
-        self._pool = HTTPAdapter(pool_maxsize=max(10, connections))
+        self._pool = WatchedAdapter(pool_maxsize=max(10, connections))
         self._session.mount(url, self._pool)
         self._template = requests.Request(
             "POST", url, auth=requests.utils.get_netrc_auth(url),
@@ -98,21 +102,28 @@ class ServiceClient:
         request.headers["Idempotency-Key"] = message.message_id
         request.headers["X-Request-Id"] = attempt_request_id(message.message_id, message.attempts + 1)
         request.prepare_body(message.body.encode("utf-8"), None)
-        try:
-            response = self._pool.send(request, stream=True, timeout=self.timeout_seconds,
-                                       verify=self._verify, proxies=self._proxies)
-        except requests.Timeout:
-            raise DeliveryError(f"timed out after {self.timeout_seconds:g} s") from None
-        except requests.ConnectionError as exc:
-            raise DeliveryError(f"connection failed ({type(exc).__name__})") from None
-        except requests.RequestException as exc:
-            raise DeliveryError(f"request failed ({type(exc).__name__})") from None
-        with response:
-            return Answer(
-                response.status_code,
-                retry_after_seconds(response.headers.get("Retry-After"), now),
-                _excerpt(response),
-            )
+        with self._watchdog.deadline(self.deadline_seconds) as deadline:
+            try:
+                response = self._pool.send(request, stream=True, timeout=self.timeout_seconds,
+                                           verify=self._verify, proxies=self._proxies)
+            except requests.RequestException as exc:
+                raise DeliveryError(self._failure(exc, deadline)) from None
+            with response:
+                return Answer(
+                    response.status_code,
+                    retry_after_seconds(response.headers.get("Retry-After"), now),
+                    _excerpt(response),
+                )
+
+    def _failure(self, exc, deadline):
+        """The short reason a send failed, as the message's last error."""
+        if deadline.expired:
+            return f"no whole answer within {deadline.seconds:g} s"
+        if isinstance(exc, requests.Timeout):
+            return f"timed out after {self.timeout_seconds:g} s"
+        if isinstance(exc, requests.ConnectionError):
+            return f"connection failed ({type(exc).__name__})"
+        return f"request failed ({type(exc).__name__})"
 
     def close(self):
         """Close the session's connections."""

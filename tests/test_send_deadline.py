@@ -1,0 +1,101 @@
+"""A send ends within twice the service's timeout, however slowly the service answers."""
+
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from adapter.service_client import DeliveryError, ServiceClient
+from adapter.times import utcnow
+from adapter.watchdog import Watchdog
+
+TIMEOUT = 0.3  # each read of the answer comes well within it; the whole answer never does
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
+
+
+class DrippingService:
+    """Reads a request, writes `quick` at once, then `answer` a byte every `pause` seconds."""
+
+    def __init__(self, quick, answer, pause):
+        self.quick, self.answer, self.pause = quick, answer, pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        connection, _ = self.listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            try:
+                connection.sendall(self.quick)
+                for byte in self.answer:
+                    connection.sendall(bytes([byte]))
+                    time.sleep(self.pause)
+            except OSError:
+                pass  # the client hung up
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def dripping():
+    services = []
+
+    def start(quick, answer, pause=0.02):
+        services.append(DrippingService(quick, answer, pause))
+        return services[-1]
+
+    yield start
+    for service in services:
+        service.close()
+
+
+def message():
+    return SimpleNamespace(message_id="msg_drip", body='{"type": "x"}', attempts=0)
+
+
+def test_a_service_dripping_its_status_line_is_cut_off_at_the_deadline(dripping):
+    service = dripping(b"", HEAD, pause=0.1)  # the status line alone would take 1.7 s
+    client = ServiceClient("acme", service.url, "whsec_" + "A" * 32, TIMEOUT)
+    began = time.monotonic()
+    with pytest.raises(DeliveryError) as failure:
+        client.post(message(), utcnow())
+    took = time.monotonic() - began
+    assert failure.value.reason == "no whole answer within 0.6 s"
+    assert 2 * TIMEOUT <= took < 2 * TIMEOUT + 0.5, took
+
+
+def test_a_status_that_came_in_time_stands_when_the_text_drips_past_the_deadline(dripping):
+    service = dripping(HEAD, b"slow text " * 1000)
+    client = ServiceClient("acme", service.url, "whsec_" + "A" * 32, TIMEOUT)
+    began = time.monotonic()
+    answer = client.post(message(), utcnow())
+    took = time.monotonic() - began
+    assert answer.status_code == 200  # the text read so far is lost with the connection
+    assert 2 * TIMEOUT <= took < 2 * TIMEOUT + 0.5, took
+
+
+def test_an_answer_in_time_is_not_cut_and_the_watchdog_thread_ends_when_idle(dripping, monkeypatch):
+    monkeypatch.setattr(Watchdog, "IDLE_SECONDS", 0.1)
+    service = dripping(b"HTTP/1.1 204 No Content\r\n\r\n", b"")
+    client = ServiceClient("acme", service.url, "whsec_" + "A" * 32, TIMEOUT)
+    before = set(threading.enumerate())
+    assert client.post(message(), utcnow()).status_code == 204
+    [watchdog] = [t for t in set(threading.enumerate()) - before if t.name == "send-watchdog"]
+    watchdog.join(2)
+    assert not watchdog.is_alive()
+
+
+def test_a_deadline_already_passed_shuts_the_socket_it_is_given():
+    watchdog = Watchdog()
+    left, right = socket.socketpair()
+    with left, right, watchdog.deadline(0.05) as deadline:
+        time.sleep(0.3)
+        assert deadline.expired
+        deadline.watch(left)
+        assert left.recv(1) == b""  # shut down: the read ends at once
