@@ -30,20 +30,26 @@ def locked_order(order_id):
     return order
 
 
-def locked_row(model, missing, **equals):
-    """Lock the order of the row whose fields equal `equals`; return (order, row) or raise NotFound."""
+def locked_row(model, missing, beside=None, **equals):
+    """Lock the order of the row whose fields equal `equals`; return (order, row) or raise NotFound.
+
+    `beside=(other, link)` also returns the `other` row the row links to through `link`.
+    """
     if store.is_postgres():
-        # Lock the order found through the row, then read the row under the lock: a read
+        # Lock the order found through the row, then read them under the lock: a read
         # before the lock could predate a concurrent change.
-        order = prepared.locked_parent(Order, model, "order", **equals)
-        row = prepared.get_or_none(model, **equals) if order is not None else None
+        found = prepared.locked_with_parent(Order, model, "order", beside, **equals)
     else:
         # On SQLite the transaction has held the write lock since BEGIN IMMEDIATE.
         row = prepared.get_or_none(model, **equals)
         order = prepared.get_or_none(Order, id=row.order_id) if row is not None else None
-    if row is None or order is None:
+        found = (order, row)
+        if beside is not None:
+            other, link = beside
+            found += (prepared.get_or_none(other, id=getattr(row, f"{link}_id")) if row else None,)
+    if None in found:
         raise NotFound(missing)
-    return order, row
+    return found
 
 
 def locked_fulfillment_order(fo_id, service=None):

@@ -42,8 +42,10 @@ class BaseModel(peewee.Model):
         elif force_insert or not self._dirty:
             return super().save(force_insert=force_insert, only=only)
         else:
+            # Nothing reads the count: on PostgreSQL the UPDATE travels with the next statement.
             changed = {name: self.__data__.get(name) for name in self._dirty}
-            rows = prepared.update(type(self), {"id": self.id}, **changed)
+            prepared.update_later(type(self), {"id": self.id}, **changed)
+            rows = None
         self._dirty.clear()
         return rows
 

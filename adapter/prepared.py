@@ -11,6 +11,7 @@ import functools
 
 import peewee
 
+from . import store
 from .store import database
 
 
@@ -42,8 +43,9 @@ def _select_sql(kind, model, names):
     return f"SELECT {_columns(model)} FROM {_table(model)} WHERE {_equal_to(model, names, ' AND ')}"
 
 
-def _columns(model):
-    return ", ".join(_column(model, field.name) for field in model._meta.sorted_fields)
+def _columns(model, alias=None):
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + _column(model, field.name) for field in model._meta.sorted_fields)
 
 
 @functools.cache
@@ -54,14 +56,21 @@ def _update_sql(kind, model, names, where_names):
     )
 
 
-def _equal_to(model, names, separator):
-    return separator.join(f"{_column(model, name)} = {database.obj.param}" for name in names)
+def _equal_to(model, names, separator, alias=None):
+    prefix = f"{alias}." if alias else ""
+    return separator.join(f"{prefix}{_column(model, name)} = {database.obj.param}" for name in names)
 
 
 def insert(model, ignore_conflicts=False, **values):
     """Insert one row; return how many rows were inserted (0 when a conflict was ignored)."""
     sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
     return database.execute_sql(sql, _params(model, values)).rowcount
+
+
+def insert_later(model, **values):
+    """Insert one row whose result is not read: on PostgreSQL it travels with the next statement."""
+    sql = _insert_sql(type(database.obj), model, tuple(values), False)
+    store.later(sql, _params(model, values))
 
 
 def insert_returning_id(model, **values):
@@ -78,20 +87,48 @@ def get_or_none(model, **equals):
     return _instance(model, database.execute_sql(sql, _params(model, equals)).fetchone())
 
 
-def locked_parent(parent, model, link, **equals):
-    """Return the `parent` row that the `model` row whose fields equal `equals` links to, locked
-    FOR UPDATE until the transaction ends (PostgreSQL), or None."""
-    sql = _parent_sql(type(database.obj), parent, model, link, tuple(equals))
-    return _instance(parent, database.execute_sql(sql, _params(model, equals)).fetchone())
+def locked_with_parent(parent, model, link, beside=None, **equals):
+    """Lock the `parent` row that the `model` row whose fields equal `equals` links to, FOR
+    UPDATE until the transaction ends (PostgreSQL), then read both; return (parent, row), or
+    (None, None). The lock travels with the read, in one round trip; the read starts once the
+    lock is held, so it sees whatever the lock's previous holder committed.
+
+    `beside=(other, other_link)` also reads the `other` row the `model` row links to through
+    its field `other_link`, returned third.
+    """
+    lock, read = _locked_read_sql(type(database.obj), parent, model, link, beside, tuple(equals))
+    params = _params(model, equals)
+    store.later(lock, params)
+    row = database.execute_sql(read, params).fetchone()
+    models = (parent, model) if beside is None else (parent, model, beside[0])
+    if row is None:
+        return (None,) * len(models)
+    found, start = [], 0
+    for each in models:
+        end = start + len(each._meta.sorted_fields)
+        found.append(_instance(each, row[start:end]))
+        start = end
+    return tuple(found)
 
 
 @functools.cache
-def _parent_sql(kind, parent, model, link, names):
-    return (
-        f"SELECT {_columns(parent)} FROM {_table(parent)} WHERE {_column(parent, 'id')} IN "
-        f"(SELECT {_column(model, link)} FROM {_table(model)} "
-        f"WHERE {_equal_to(model, names, ' AND ')}) FOR UPDATE"
+def _locked_read_sql(kind, parent, model, link, beside, names):
+    where = _equal_to(model, names, " AND ")
+    lock = (
+        f"SELECT 1 FROM {_table(parent)} WHERE {_column(parent, 'id')} IN "
+        f"(SELECT {_column(model, link)} FROM {_table(model)} WHERE {where}) FOR UPDATE"
     )
+    columns = f"{_columns(parent, 'p')}, {_columns(model, 'm')}"
+    joins = f"JOIN {_table(parent)} AS p ON p.{_column(parent, 'id')} = m.{_column(model, link)}"
+    if beside is not None:
+        other, other_link = beside
+        columns += f", {_columns(other, 'b')}"
+        joins += f" JOIN {_table(other)} AS b ON b.{_column(other, 'id')} = m.{_column(model, other_link)}"
+    read = (
+        f"SELECT {columns} FROM {_table(model)} AS m {joins} "
+        f"WHERE {_equal_to(model, names, ' AND ', 'm')}"
+    )
+    return lock, read
 
 
 def _instance(model, row):
@@ -109,3 +146,9 @@ def update(model, where, **values):
     """Set `values` on the rows whose fields equal `where`; return how many rows changed."""
     sql = _update_sql(type(database.obj), model, tuple(values), tuple(where))
     return database.execute_sql(sql, _params(model, values) + _params(model, where)).rowcount
+
+
+def update_later(model, where, **values):
+    """Set `values` on the rows whose fields equal `where`, the count not read (see `insert_later`)."""
+    sql = _update_sql(type(database.obj), model, tuple(values), tuple(where))
+    store.later(sql, _params(model, values) + _params(model, where))

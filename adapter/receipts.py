@@ -17,7 +17,7 @@ def digest(body):
 
 
 def _keep(service, webhook_id, headers, body, now, status, code):
-    prepared.insert(
+    prepared.insert_later(
         WebhookDelivery,
         service=service,
         webhook_id=webhook_id,
@@ -75,7 +75,7 @@ def apply_once(service, webhook_id, headers, body, event_type, data, now, respon
             _keep(service, webhook_id, headers, body, now, status, "replayed")
             return status, text, True
         status, text = respond(service_events.HANDLERS[event_type](service, data, now))
-        prepared.update(
+        prepared.update_later(
             WebhookReceipt,
             {"service": service, "webhook_id": webhook_id},
             response_status=status,

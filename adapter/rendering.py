@@ -6,7 +6,7 @@ from operator import attrgetter
 
 from peewee import JOIN, SQL
 
-from . import outbox, settings, store, transitions
+from . import outbox, selects, settings, store, transitions
 from .models import (
     Fulfillment,
     FulfillmentLine,
@@ -68,22 +68,27 @@ def fulfillment_order_view(fo, now):
     return fulfillment_order_views([fo], now)[0]
 
 
-def applied_views(fo, fulfillment, events, now):
+def applied_views(fo, fulfillment, recorded_event, now):
     """Render what one webhook delivery changed, its size bounded whatever the history (SPEC 4.2).
 
-    The FO carries only its current request (its latest), the fulfillment only `events`: the
-    shipment events this delivery recorded, rendered from the rows written.
+    The FO carries only its current request (its latest), the fulfillment only the shipment
+    event this delivery recorded, if any: the fulfillment's latest (the order's lock keeps
+    any other from being written meanwhile). All is read in one statement on PostgreSQL.
     """
+    shipped = [fulfillment.id] if fulfillment is not None else []
     with store.snapshot():
-        parts = _Parts(
-            fo_lines=_grouped(_FO_LINES.rows([fo.id]), _by_fo),
-            merchant_requests=_grouped(_CURRENT_REQUEST.rows([fo.id]), _by_fo),
-            shipment_events=_grouped(_rows_of(_EventRow, events), _by_fulfillment),
+        lines, requests, fulfillment_lines, events = selects.together(
+            (_FO_LINES, [fo.id]),
+            (_CURRENT_REQUEST, [fo.id]),
+            (_FULFILLMENT_LINES, shipped),
+            (_LATEST_SHIPMENT_EVENT, shipped if recorded_event else []),
         )
-        if fulfillment is not None:
-            parts.fulfillment_lines = _grouped(
-                _FULFILLMENT_LINES.rows([fulfillment.id]), _by_fulfillment
-            )
+    parts = _Parts(
+        fo_lines=_grouped(lines, _by_fo),
+        merchant_requests=_grouped(requests, _by_fo),
+        shipment_events=_grouped(events, _by_fulfillment),
+        fulfillment_lines=_grouped(fulfillment_lines, _by_fulfillment),
+    )
     views = {"fulfillment_order": _render_fo(_rows_of(_FORow, [fo])[0], parts, now)}
     if fulfillment is not None:
         views["fulfillment"] = _render_fulfillment(
@@ -337,6 +342,7 @@ _FULFILLMENT_LINES = RowsByIds(_FulfillmentLineRow, FulfillmentLine.fulfillment)
 _SHIPMENT_EVENTS = RowsByIds(
     _EventRow, ShipmentEvent.fulfillment, order_by=(ShipmentEvent.happened_at, ShipmentEvent.id)
 )
+_LATEST_SHIPMENT_EVENT = RowsByIds(_EventRow, ShipmentEvent.fulfillment, latest=True)
 _TRANSACTIONS = RowsByIds(_TransactionRow, Transaction.order)
 _RETURNS = RowsByIds(_ReturnRow, Return.order)
 _RETURN_LINES = RowsByIds(_ReturnLineRow, ReturnLine.return_)

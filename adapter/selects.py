@@ -1,8 +1,19 @@
 """Rows read for rendering by the ids they belong to, with SQL text built once (see RowsByIds)."""
 
 import json
+from datetime import datetime
 
-from peewee import SQL, BooleanField, DateTimeField, Value, fn
+from peewee import (
+    SQL,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+    Value,
+    fn,
+)
 
 from . import store
 from .models import JSONField
@@ -41,32 +52,90 @@ class RowsByIds:
     def rows(self, ids):
         """Return the rows of `ids` as `row_type` tuples of Python values."""
         postgres = store.is_postgres()
-        ids = list(ids)
-        param = ids if postgres else json.dumps(ids)
+        param = _ids_param(ids, postgres)
         sql = self.sql.get(postgres)
         if sql is None:
-            if postgres:
-                where = self.column == fn.ANY(Value(param, unpack=False))
-            else:
-                where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
-            if self.latest:
-                model = self.column.model
-                where = model.id == model.select(fn.MAX(model.id)).where(where)
-            sql, _ = store.database.get_sql_context().sql(self._build(where)).query()
-            self.sql[postgres] = sql
+            sql = self.sql[postgres] = self._sql(self._build(self._where(param, postgres)))
             self.converters[postgres] = _converters(self.fields, postgres)
-        converters = self.converters[postgres]
+        return self._made(store.database.execute_sql(sql, (param,)), self.converters[postgres])
+
+    def _where(self, param, postgres):
+        if postgres:
+            where = self.column == fn.ANY(Value(param, unpack=False))
+        else:
+            where = self.column.in_(SQL("(SELECT value FROM json_each(?))", (param,)))
+        if self.latest:
+            model = self.column.model
+            where = model.id == model.select(fn.MAX(model.id)).where(where)
+        return where
+
+    @staticmethod
+    def _sql(query):
+        return store.database.get_sql_context().sql(query).query()[0]
+
+    def _made(self, rows, converters):
         make = self.row_type._make
         if not converters:
-            return [make(row) for row in store.database.execute_sql(sql, (param,))]
-        rows = []
-        for row in store.database.execute_sql(sql, (param,)):
+            return [make(row) for row in rows]
+        made = []
+        for row in rows:
             values = list(row)
             for index, convert in converters:
                 if values[index] is not None:
                     values[index] = convert(values[index])
-            rows.append(make(values))
-        return rows
+            made.append(make(values))
+        return made
+
+    def json_sql(self):
+        """PostgreSQL: the same rows as one JSON array of value arrays (NULL when none), in order."""
+        if "json" not in self.sql:
+            number = fn.ROW_NUMBER().over(order_by=list(self.order_by))
+            query = self._build(self._where([], True)).select_extend(number).order_by()
+            values = [f"c{index}" for index in range(len(self.fields))]
+            order = f"c{len(values)}"
+            self.sql["json"] = (
+                f"SELECT json_agg(json_build_array({', '.join(values)}) ORDER BY {order}) "
+                f"FROM ({self._sql(query)}) AS q({', '.join([*values, order])})"
+            )
+            self.converters["json"] = _json_converters(self.fields)
+        return self.sql["json"]
+
+    def from_json(self, rows):
+        """Return the `row_type` tuples of what `json_sql` read."""
+        return self._made(rows or (), self.converters["json"])
+
+
+def together(*reads):
+    """Run several (RowsByIds, ids) reads; return their rows, a list per read.
+
+    On PostgreSQL they are one statement, one round trip: each read's rows come back as one
+    JSON array, its values made Python values here. SQLite has no server to go to: the reads
+    run one after the other (a read of no ids not at all).
+    """
+    if not store.is_postgres():
+        return [read.rows(ids) if ids else [] for read, ids in reads]
+    sql = "SELECT " + ", ".join(f"({read.json_sql()})" for read, _ in reads)
+    row = store.database.execute_sql(sql, [list(ids) for _, ids in reads]).fetchone()
+    return [read.from_json(rows) for (read, _), rows in zip(reads, row, strict=True)]
+
+
+def _ids_param(ids, postgres):
+    ids = list(ids)
+    return ids if postgres else json.dumps(ids)
+
+
+def _json_converters(fields):
+    """(index, function) for each column JSON does not carry as its Python value: times come
+    as ISO text, JSON columns as the text they hold."""
+    converters = []
+    for index, column in enumerate(fields):
+        if isinstance(column, JSONField):
+            converters.append((index, column.python_value))
+        elif isinstance(column, DateTimeField):
+            converters.append((index, datetime.fromisoformat))
+        elif not isinstance(column, IntegerField | ForeignKeyField | TextField | CharField | BooleanField):
+            raise TypeError(f"{column} cannot be read as JSON exactly")
+    return converters
 
 
 def _converters(fields, postgres):

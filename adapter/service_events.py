@@ -13,17 +13,20 @@ from .vocabulary import Actor, MerchantRequestKind, MerchantRequestStatus, Reque
 
 
 class Applied(NamedTuple):
-    """What a delivery changed, for its answer: the FO, the fulfillment involved, the events recorded."""
+    """What a delivery changed, for its answer: the FO, the fulfillment involved, and whether
+    it recorded a shipment event (the answer reads it back: the fulfillment's latest)."""
 
     fulfillment_order: FulfillmentOrder
     fulfillment: Fulfillment | None = None
-    events: tuple = ()
+    recorded_event: bool = False
 
 
 def _locked_fulfillment(service, external_id):
+    """Lock the shipment's order; return (order, fulfillment, its FO)."""
     return locked_row(
         Fulfillment,
         f"Fulfillment {external_id!r} does not exist for service {service}.",
+        beside=(FulfillmentOrder, "fulfillment_order"),
         service=service,
         external_id=external_id,
     )
@@ -175,12 +178,11 @@ def report_shipment(service, data, now):
 def update_tracking(service, data, now):
     """Replace a shipment's tracking details."""
     with store.transaction():
-        order, fulfillment = _locked_fulfillment(service, data["external_id"])
+        order, fulfillment, fo = _locked_fulfillment(service, data["external_id"])
         before = shipments.update_tracking(fulfillment, data["tracking"])
         notification = None
         if data.get("notify_customer"):
             notification = shipments.notify_customer(order, fulfillment, now)
-        fo = FulfillmentOrder.get_by_id(fulfillment.fulfillment_order_id)
         timeline.record(
             order,
             TimelineKind.FULFILLMENT_TRACKING_UPDATED,
@@ -201,9 +203,8 @@ def update_tracking(service, data, now):
 def report_event(service, data, now):
     """Add a delivery event; an older one arriving late is kept without moving the status back."""
     with store.transaction():
-        order, fulfillment = _locked_fulfillment(service, data["external_id"])
-        event, moved = shipments.add_event(fulfillment, data, now)
-        fo = FulfillmentOrder.get_by_id(fulfillment.fulfillment_order_id)
+        order, fulfillment, fo = _locked_fulfillment(service, data["external_id"])
+        moved = shipments.add_event(fulfillment, data, now)
         timeline.record(
             order,
             TimelineKind.FULFILLMENT_EVENT,
@@ -220,7 +221,7 @@ def report_event(service, data, now):
             },
         )
         derived.refresh(order, now, changed=())
-    return Applied(fo, fulfillment, (event,))
+    return Applied(fo, fulfillment, recorded_event=True)
 
 
 def close(service, data, now):

@@ -1,6 +1,6 @@
 """Shipments: fulfillments with their lines, tracking and delivery events, and the customer's notice."""
 
-from . import outbox, settings
+from . import outbox, prepared, settings
 from .errors import OverFulfillment, ValidationFailed
 from .models import Fulfillment, FulfillmentLine, FulfillmentOrderLine, ShipmentEvent
 from .vocabulary import MessageType, ShipmentStatus
@@ -141,10 +141,12 @@ def update_tracking(fulfillment, tracking):
 def add_event(fulfillment, event, now):
     """Keep a delivery event; move `shipment_status` only if it is the latest by `happened_at`.
 
-    Returns the event kept and whether it moved the status.
+    Returns whether it moved the status. The event's row is written with the transaction's
+    next statement (`prepared.insert_later`); nothing here needs its id.
     """
-    kept = ShipmentEvent.create(
-        fulfillment=fulfillment,
+    prepared.insert_later(
+        ShipmentEvent,
+        fulfillment=fulfillment.id,
         status=event["status"],
         happened_at=event["happened_at"],
         message=event.get("message"),
@@ -163,4 +165,4 @@ def add_event(fulfillment, event, now):
         if event.get("estimated_delivery_at") is not None:
             fulfillment.estimated_delivery_at = event["estimated_delivery_at"]
         fulfillment.save()
-    return kept, newer
+    return newer

@@ -91,7 +91,65 @@ class SqliteStore(peewee.SqliteDatabase):
 
 
 class PostgresStore(PooledPostgresqlDatabase):
-    """A pool of PostgreSQL connections; row locks order the writers, so there is no queue."""
+    """A pool of PostgreSQL connections; row locks order the writers, so there is no queue.
+
+    A transaction's BEGIN, and the statements whose results nobody reads (`later`), wait to
+    travel with its next statement or its COMMIT: one round trip instead of one each. The
+    server runs them in the order they were asked for, each seeing the ones before, so only
+    the moment a failure is reported moves — still inside the transaction, which it rolls back.
+    """
+
+    def begin(self, isolation_level=None):
+        if self.is_closed():
+            self.connect()  # now, as peewee's BEGIN would: connecting resets the transaction state
+        level = isolation_level or self._isolation_level
+        begin = "BEGIN"
+        if level:
+            begin += f" TRANSACTION ISOLATION LEVEL {self._adapter.isolation_level_str(level)}"
+        self._state.waiting = [begin.encode()]
+        self._state.begun = False
+
+    def later(self, sql, params):
+        """Run a statement whose result is not read: in a transaction, with the next one."""
+        if not self.in_transaction():
+            self.execute_sql(sql, params)
+            return
+        self._log_query(sql, params)
+        self._state.waiting.append(self.cursor().mogrify(sql, params or ()))
+
+    def execute_sql(self, sql, params=None):
+        waiting = self._take_waiting()
+        if not waiting:
+            return super().execute_sql(sql, params)
+        self._log_query(sql, params)
+        cursor = self.cursor()
+        self._send(cursor, [*waiting, cursor.mogrify(sql, params or ())])
+        return cursor
+
+    def commit(self):
+        begun, waiting = getattr(self._state, "begun", True), self._take_waiting()
+        if not begun and len(waiting) == 1:
+            return  # the transaction ran no statement: nothing to send
+        if not waiting:
+            return super().commit()
+        self._send(self.cursor(), [*waiting, b"COMMIT"])
+
+    def rollback(self):
+        begun = getattr(self._state, "begun", True)
+        self._take_waiting()
+        if begun:
+            super().rollback()
+
+    def _take_waiting(self):
+        waiting = getattr(self._state, "waiting", None)
+        if waiting:
+            self._state.waiting, self._state.begun = [], True
+        return waiting
+
+    @staticmethod
+    def _send(cursor, statements):
+        with peewee.__exception_wrapper__:
+            cursor.execute(b"; ".join(statements))
 
     def writer_turn(self):
         """Writers need no turn: yield True at once."""
@@ -137,6 +195,14 @@ def init_app(app, url):
         # open with its thread, so its pragmas are not set again on every request.
         if is_postgres() and not database.is_closed():
             database.close()
+
+
+def later(sql, params):
+    """Run a write whose result is not read; on PostgreSQL it travels with the next statement."""
+    if is_postgres():
+        database.obj.later(sql, params)
+    else:
+        database.execute_sql(sql, params)
 
 
 def is_postgres():

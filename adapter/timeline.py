@@ -54,7 +54,7 @@ def _event(order, kind, now, actor, fulfillment_order, message, data):
 
 def record(order, kind, now, *, actor, fulfillment_order=None, message=None, data=None):
     """Append an event to the order's timeline."""
-    prepared.insert(
+    prepared.insert_later(
         TimelineEvent, **_event(order, kind, now, actor, fulfillment_order, message, data)
     )
 

@@ -40,6 +40,35 @@ class QueryLog(logging.Handler):
             self.statements.append(sql)
 
 
+class RoundTrips:
+    """Count what goes to the database: each `execute` on a cursor of the store is one round trip
+    (BEGIN and COMMIT included, and statements sent together counted once)."""
+
+    def __init__(self, db):
+        self.count = 0
+        make_cursor = db.cursor
+
+        def counted(*args, **kwargs):
+            return _CountedCursor(make_cursor(*args, **kwargs), self)
+
+        db.cursor = counted
+
+
+class _CountedCursor:
+    def __init__(self, cursor, trips):
+        self._cursor, self._trips = cursor, trips
+
+    def execute(self, *args):
+        self._trips.count += 1
+        return self._cursor.execute(*args)
+
+    def __iter__(self):
+        return iter(self._cursor)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
 def order_payload(index):
     return {
         "external_id": f"prof-{index}",
@@ -113,18 +142,23 @@ def main():
         peewee_log.setLevel(logging.DEBUG)
         peewee_log.propagate = False
 
-        print("\nSQL statements per webhook (first delivery of each kind, full HTTP path):")
+        print("\nSQL statements and round trips (executes, BEGIN and COMMIT included) per webhook"
+              " (first delivery of each kind, full HTTP path):")
+        from adapter import store
+
+        trips = RoundTrips(store.database.obj)
         rid = c.run_id()
         per_kind = {}
         for number, (event_type, data) in enumerate(events_for(f"q{rid}", mix_fos[0])):
             delivery = c.signed_delivery(SERVICE, c.SECRET, f"q{rid}-{number}", event_type, data)
-            log.statements, log.enabled = [], True
+            log.statements, log.enabled, trips.count = [], True, 0
             response = post(client, delivery)
             log.enabled = False
             per_kind[event_type] = list(log.statements)
             kinds = Counter(s.split()[0].upper() for s in log.statements)
             print(f"  {event_type:<32} HTTP {response.status_code}  {len(log.statements):3d} statements "
-                  f"({', '.join(f'{k} {v}' for k, v in kinds.most_common())})")
+                  f"({', '.join(f'{k} {v}' for k, v in kinds.most_common())}), "
+                  f"{trips.count} round trips")
         print("\n  statements of fulfillment.created:")
         for sql in per_kind["fulfillment.created"]:
             print("    " + shorten(sql))
@@ -219,8 +253,6 @@ def main():
         profiler.disable()
         print(f"\nGET /orders?limit=50 in process: {plain:.2f} ms each without the profiler")
         report(profiler, options.top)
-        from adapter import store
-
         store.database.close()
 
 

@@ -1,0 +1,192 @@
+"""Statements whose results are not read travel with the next one, on PostgreSQL: fewer round
+trips, the same effects in the same order, and a failure still rolls back the whole transaction."""
+
+import threading
+import time
+from datetime import datetime
+
+import peewee
+import pytest
+from conftest import fo_of
+
+from adapter import prepared, selects, store
+from adapter.locks import locked_fulfillment_order
+from adapter.models import FulfillmentOrder, WebhookReceipt
+
+AT = datetime(2026, 1, 1)
+
+
+def receipt(webhook_id, status=0):
+    return {"service": "acme", "webhook_id": webhook_id, "body_sha256": "0" * 64,
+            "response_status": status, "response_body": "", "applied_at": AT}
+
+
+def kept():
+    return sorted((r.webhook_id, r.response_status) for r in WebhookReceipt.select())
+
+
+class RoundTrips:
+    """Count the executes on the store's cursors: one each per round trip to the server."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        db = store.database.obj
+        make_cursor = db.cursor
+
+        def counted(*args, **kwargs):
+            cursor = make_cursor(*args, **kwargs)
+            trips = self
+
+            class Counted:
+                def execute(self, *args):
+                    trips.count += 1
+                    return cursor.execute(*args)
+
+                def __iter__(self):
+                    return iter(cursor)
+
+                def __getattr__(self, name):
+                    return getattr(cursor, name)
+
+            return Counted()
+
+        monkeypatch.setattr(db, "cursor", counted, raising=False)
+
+
+@pytest.fixture
+def db(app):
+    with store.database.connection_context():
+        yield
+
+
+@pytest.fixture
+def postgres_only(app):
+    if not store.is_postgres():
+        pytest.skip("round trips to a server: PostgreSQL only")
+
+
+def test_begin_and_later_writes_go_with_the_next_statement_and_the_commit(db, postgres_only, monkeypatch):
+    trips = RoundTrips(monkeypatch)
+    with store.transaction():
+        prepared.insert_later(WebhookReceipt, **receipt("a"))
+        prepared.update_later(WebhookReceipt, {"service": "acme", "webhook_id": "a"}, response_status=200)
+        assert trips.count == 0
+        assert prepared.get_or_none(WebhookReceipt, service="acme", webhook_id="a").response_status == 200
+        assert trips.count == 1  # BEGIN, INSERT, UPDATE and the SELECT together
+        prepared.insert_later(WebhookReceipt, **receipt("b", 201))
+    assert trips.count == 2  # the INSERT with the COMMIT
+    assert kept() == [("a", 200), ("b", 201)]
+
+
+def test_a_transaction_that_ran_nothing_sends_nothing(db, postgres_only, monkeypatch):
+    trips = RoundTrips(monkeypatch)
+    with store.transaction():
+        pass
+    with pytest.raises(RuntimeError), store.transaction():
+        raise RuntimeError("before any statement")
+    assert trips.count == 0
+    with store.transaction():
+        prepared.insert_later(WebhookReceipt, **receipt("a"))
+    assert trips.count == 1
+    assert kept() == [("a", 0)]
+
+
+def test_outside_a_transaction_a_later_write_runs_at_once(db):
+    prepared.insert_later(WebhookReceipt, **receipt("a"))
+    assert kept() == [("a", 0)]
+
+
+def test_a_failing_later_write_rolls_back_everything_before_it(db):
+    with pytest.raises(peewee.IntegrityError), store.transaction():
+        prepared.insert(WebhookReceipt, **receipt("a"))
+        prepared.insert_later(WebhookReceipt, **receipt("b"))
+        prepared.insert_later(WebhookReceipt, **receipt("a"))  # the same key again
+    assert kept() == []
+    with store.transaction():  # the connection is usable again
+        prepared.insert_later(WebhookReceipt, **receipt("c"))
+    assert kept() == [("c", 0)]
+
+
+def test_a_rolled_back_savepoint_undoes_the_later_writes_made_inside_it(db):
+    with store.transaction():
+        prepared.insert_later(WebhookReceipt, **receipt("outer"))
+        with pytest.raises(KeyError), store.database.atomic():
+            prepared.insert_later(WebhookReceipt, **receipt("inner"))
+            raise KeyError("undo the inner write")
+        prepared.insert_later(WebhookReceipt, **receipt("after"))
+    assert kept() == [("after", 0), ("outer", 0)]
+
+
+def test_a_saved_change_is_read_back_within_the_transaction(create_order):
+    fo_id = fo_of(create_order(), "acme")["id"]
+    with store.database.connection_context(), store.transaction():
+        fo = FulfillmentOrder.get_by_id(fo_id)
+        fo.hold_note = "kept"
+        fo.save()
+        assert FulfillmentOrder.get_by_id(fo_id).hold_note == "kept"
+
+
+def test_the_locked_read_sees_what_the_previous_lock_holder_committed(app, postgres_only, create_order):
+    """The FO is read after the order's lock is granted, so a change committed by the
+    transaction that held the lock is seen, never the row as it was before the wait."""
+    fo_id = fo_of(create_order(), "acme")["id"]
+    holding, release, seen = threading.Event(), threading.Event(), []
+
+    def first():
+        with store.database.connection_context(), store.transaction():
+            _, fo = locked_fulfillment_order(fo_id)
+            fo.hold_note = "written while holding the lock"
+            fo.save()
+            holding.set()
+            release.wait(10)
+
+    def second():
+        with store.database.connection_context(), store.transaction():
+            seen.append(locked_fulfillment_order(fo_id, "acme")[1].hold_note)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert holding.wait(10)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    with store.database.connection_context():
+        deadline = time.monotonic() + 10
+        while not store.database.execute_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the second transaction never waited for the lock"
+            time.sleep(0.01)
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert seen == ["written while holding the lock"]
+
+
+def test_a_message_webhook_takes_four_round_trips(app, postgres_only, create_order, service, monkeypatch):
+    """Claim with BEGIN; lock and read the FO; the timeline write with the reads of the answer
+    (the FO's lines and current request); the answer and the delivery record with the COMMIT."""
+    fo = fo_of(create_order(), "acme")
+    service.send("acme", "fulfillment_order.message", {"fulfillment_order_id": fo["id"], "message": "warm"})
+    trips = RoundTrips(monkeypatch)
+    response = service.send("acme", "fulfillment_order.message",
+                            {"fulfillment_order_id": fo["id"], "message": "hello"})
+    assert response.status_code == 200, response.body
+    assert trips.count == 4
+
+
+def test_reads_together_give_what_each_read_gives_alone(app, api, create_order, service):
+    """One statement on PostgreSQL (JSON arrays), one read after another on SQLite: the same rows,
+    in the same order, with the same Python values (times, nulls, text), and none for no ids."""
+    from adapter.rendering import _CURRENT_REQUEST, _FO_LINES, _FULFILLMENT_LINES
+
+    order = create_order()
+    fo_id = fo_of(order, "acme")["id"]
+    assert api.post(f"/fulfillment_orders/{fo_id}/fulfillment_request", {}).status_code == 200
+    service.send("acme", "fulfillment_request.accepted", {"fulfillment_order_id": fo_id})
+    with store.database.connection_context():
+        reads = [(_FO_LINES, [fo_id]), (_CURRENT_REQUEST, [fo_id, fo_id + 1000]), (_FULFILLMENT_LINES, [])]
+        together = selects.together(*reads)
+        alone = [read.rows(ids) for read, ids in reads]
+    assert together == alone
+    assert [len(rows) for rows in together] == [len(order["line_items"]) - 1, 1, 0]
+    assert isinstance(together[1][0].answered_at, datetime)
