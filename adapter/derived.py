@@ -1,7 +1,10 @@
 """Keep an order's derived columns equal to the pure status functions of its facts."""
 
-from . import settings, timeline
+from collections import namedtuple
+
+from . import selects, settings, timeline
 from .models import FulfillmentOrder, FulfillmentOrderLine, LineItem, Return, Transaction
+from .selects import RowsByIds
 from .statuses import (
     FulfillmentFacts,
     fulfilled_by_line,
@@ -19,41 +22,45 @@ def payment_facts_of(order):
     return payment_facts_from(transactions, order.total_minor, order.payment_due_at)
 
 
-def _fo_lines_of(order):
-    return (
-        FulfillmentOrderLine.select(FulfillmentOrderLine, FulfillmentOrder.id)
-        .join(FulfillmentOrder)
-        .where(FulfillmentOrder.order == order.id)
-    )
+_FOLine = namedtuple("_FOLine", "fulfillment_order_id line_item_id quantity fulfilled_quantity")
+_FO_LINES = RowsByIds(
+    _FOLine,
+    FulfillmentOrder.order,
+    fields=[
+        FulfillmentOrderLine.fulfillment_order,
+        FulfillmentOrderLine.line_item,
+        FulfillmentOrderLine.quantity,
+        FulfillmentOrderLine.fulfilled_quantity,
+    ],
+    join=FulfillmentOrderLine,
+    order_by=(FulfillmentOrderLine.id,),
+)
+_LINES = RowsByIds(namedtuple("_Line", "id quantity"), LineItem.order)
+_FOS = RowsByIds(namedtuple("_FO", "id status fulfill_at needs_attention"), FulfillmentOrder.order)
 
 
 def fulfilled_of(order):
     """Return {line_item_id: fulfilled quantity} for the order."""
-    return fulfilled_by_line(_fo_lines_of(order))
+    return fulfilled_by_line(_FO_LINES.rows([order.id]))
 
 
 def fulfillment_facts_of(order):
-    """Collect per-line and per-FO quantities into FulfillmentFacts; also whether any FO needs attention."""
-    fo_lines = list(_fo_lines_of(order))
+    """Collect per-line and per-FO quantities into FulfillmentFacts; also whether any FO needs attention.
+
+    The order's FO lines, lines and FOs are read in one statement on PostgreSQL.
+    """
+    fo_lines, lines, fos = selects.together(
+        (_FO_LINES, [order.id]), (_LINES, [order.id]), (_FOS, [order.id])
+    )
     fulfilled = fulfilled_by_line(fo_lines)
     remaining_by_fo = {}
     for fo_line in fo_lines:
         fo_id = fo_line.fulfillment_order_id
-        remaining_by_fo[fo_id] = remaining_by_fo.get(fo_id, 0) + fo_line.remaining_quantity
-    lines = tuple(
-        (line.quantity, fulfilled.get(line.id, 0))
-        for line in LineItem.select(LineItem.id, LineItem.quantity).where(LineItem.order == order.id)
-    )
-    fos = list(
-        FulfillmentOrder.select(
-            FulfillmentOrder.id,
-            FulfillmentOrder.status,
-            FulfillmentOrder.fulfill_at,
-            FulfillmentOrder.needs_attention,
-        ).where(FulfillmentOrder.order == order.id)
-    )
+        remaining_by_fo[fo_id] = (
+            remaining_by_fo.get(fo_id, 0) + fo_line.quantity - fo_line.fulfilled_quantity
+        )
     facts = FulfillmentFacts(
-        lines=lines,
+        lines=tuple((line.quantity, fulfilled.get(line.id, 0)) for line in lines),
         fulfillment_orders=tuple(
             (fo.status, fo.fulfill_at, remaining_by_fo.get(fo.id, 0)) for fo in fos
         ),

@@ -68,8 +68,9 @@ def record_fulfillment(order, fo, chosen, now, *, created_by, external_id=None, 
         created_at=now,
     )
     for fo_line, quantity in chosen:
-        FulfillmentLine.create(
-            fulfillment=fulfillment, line_item=fo_line.line_item_id, quantity=quantity
+        prepared.insert_later(
+            FulfillmentLine, fulfillment=fulfillment.id, line_item=fo_line.line_item_id,
+            quantity=quantity,
         )
         fo_line.fulfilled_quantity += quantity
         fo_line.save()

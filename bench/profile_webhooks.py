@@ -34,7 +34,7 @@ class QueryLog(logging.Handler):
         self.enabled = False
 
     def emit(self, record):
-        if self.enabled:
+        if self.enabled and record.name == "peewee":  # not the pool's own lines
             message = record.msg
             sql = message[0] if isinstance(message, tuple) else str(message)
             self.statements.append(sql)
