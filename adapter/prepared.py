@@ -64,7 +64,7 @@ def _equal_to(model, names, separator, alias=None):
 def insert(model, ignore_conflicts=False, **values):
     """Insert one row; return how many rows were inserted (0 when a conflict was ignored)."""
     sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
-    return database.execute_sql(sql, _params(model, values)).rowcount
+    return store.run(sql, _params(model, values)).rowcount
 
 
 def insert_later(model, **values):
@@ -77,14 +77,14 @@ def insert_returning_id(model, **values):
     """Insert one row and return its new id."""
     postgres = isinstance(database.obj, peewee.PostgresqlDatabase)
     sql = _insert_sql(type(database.obj), model, tuple(values), False)
-    cursor = database.execute_sql(sql + (" RETURNING id" if postgres else ""), _params(model, values))
+    cursor = store.run(sql + (" RETURNING id" if postgres else ""), _params(model, values))
     return cursor.fetchone()[0] if postgres else cursor.lastrowid
 
 
 def get_or_none(model, **equals):
     """Return the model instance whose fields equal `equals`, or None."""
     sql = _select_sql(type(database.obj), model, tuple(equals))
-    return _instance(model, database.execute_sql(sql, _params(model, equals)).fetchone())
+    return _instance(model, store.run(sql, _params(model, equals)).fetchone())
 
 
 def locked_with_parent(parent, model, link, beside=None, **equals):
@@ -99,7 +99,7 @@ def locked_with_parent(parent, model, link, beside=None, **equals):
     lock, read = _locked_read_sql(type(database.obj), parent, model, link, beside, tuple(equals))
     params = _params(model, equals)
     store.later(lock, params)
-    row = database.execute_sql(read, params).fetchone()
+    row = store.run(read, params).fetchone()
     models = (parent, model) if beside is None else (parent, model, beside[0])
     if row is None:
         return (None,) * len(models)
@@ -145,7 +145,7 @@ def _instance(model, row):
 def update(model, where, **values):
     """Set `values` on the rows whose fields equal `where`; return how many rows changed."""
     sql = _update_sql(type(database.obj), model, tuple(values), tuple(where))
-    return database.execute_sql(sql, _params(model, values) + _params(model, where)).rowcount
+    return store.run(sql, _params(model, values) + _params(model, where)).rowcount
 
 
 def update_later(model, where, **values):

@@ -57,7 +57,7 @@ class RowsByIds:
         if sql is None:
             sql = self.sql[postgres] = self._sql(self._build(self._where(param, postgres)))
             self.converters[postgres] = _converters(self.fields, postgres)
-        return self._made(store.database.execute_sql(sql, (param,)), self.converters[postgres])
+        return self._made(store.run(sql, (param,)), self.converters[postgres])
 
     def _where(self, param, postgres):
         if postgres:
@@ -115,7 +115,7 @@ def together(*reads):
     if not store.is_postgres():
         return [read.rows(ids) if ids else [] for read, ids in reads]
     sql = "SELECT " + ", ".join(f"({read.json_sql()})" for read, _ in reads)
-    row = store.database.execute_sql(sql, [list(ids) for _, ids in reads]).fetchone()
+    row = store.run(sql, [list(ids) for _, ids in reads]).fetchone()
     return [read.from_json(rows) for (read, _), rows in zip(reads, row, strict=True)]
 
 

@@ -5,8 +5,10 @@ writer queue and WAL flush. The tables and their versioning live beside it, in `
 """
 
 import contextlib
+import itertools
 import logging
 import os
+import re
 import sqlite3
 from urllib.parse import unquote, urlparse
 
@@ -90,6 +92,16 @@ class SqliteStore(peewee.SqliteDatabase):
             self.wal_flush.after_commit()
 
 
+class PreparingConnection(psycopg2.extensions.connection):
+    """A connection that remembers which statements it has prepared on the server, and as what."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prepared = {}  # SQL text -> name of its prepared statement
+        self.unconfirmed = {}  # the same, for PREPAREs not yet known to have run
+        self.names = itertools.count(1)
+
+
 class PostgresStore(PooledPostgresqlDatabase):
     """A pool of PostgreSQL connections; row locks order the writers, so there is no queue.
 
@@ -97,6 +109,10 @@ class PostgresStore(PooledPostgresqlDatabase):
     travel with its next statement or its COMMIT: one round trip instead of one each. The
     server runs them in the order they were asked for, each seeing the ones before, so only
     the moment a failure is reported moves — still inside the transaction, which it rolls back.
+
+    The hot statements (`prepare=True`: those whose text is built once) are prepared on the
+    server the first time a connection runs them, in the same round trip, and then only
+    executed: the server plans them once per connection instead of at every run.
     """
 
     def begin(self, isolation_level=None):
@@ -109,21 +125,21 @@ class PostgresStore(PooledPostgresqlDatabase):
         self._state.waiting = [begin.encode()]
         self._state.begun = False
 
-    def later(self, sql, params):
+    def later(self, sql, params, prepare=False):
         """Run a statement whose result is not read: in a transaction, with the next one."""
         if not self.in_transaction():
-            self.execute_sql(sql, params)
+            self.execute_sql(sql, params, prepare)
             return
         self._log_query(sql, params)
-        self._state.waiting.append(self.cursor().mogrify(sql, params or ()))
+        self._state.waiting.append(self._statement(self.cursor(), sql, params, prepare))
 
-    def execute_sql(self, sql, params=None):
+    def execute_sql(self, sql, params=None, prepare=False):
         waiting = self._take_waiting()
-        if not waiting:
+        if not waiting and not prepare:
             return super().execute_sql(sql, params)
         self._log_query(sql, params)
         cursor = self.cursor()
-        self._send(cursor, [*waiting, cursor.mogrify(sql, params or ())])
+        self._send(cursor, [*(waiting or ()), self._statement(cursor, sql, params, prepare)])
         return cursor
 
     def commit(self):
@@ -137,6 +153,8 @@ class PostgresStore(PooledPostgresqlDatabase):
     def rollback(self):
         begun = getattr(self._state, "begun", True)
         self._take_waiting()
+        if not self.is_closed():
+            self._state.conn.unconfirmed.clear()  # their PREPAREs were never sent
         if begun:
             super().rollback()
 
@@ -146,10 +164,32 @@ class PostgresStore(PooledPostgresqlDatabase):
             self._state.waiting, self._state.begun = [], True
         return waiting
 
-    @staticmethod
-    def _send(cursor, statements):
-        with peewee.__exception_wrapper__:
-            cursor.execute(b"; ".join(statements))
+    def _statement(self, cursor, sql, params, prepare):
+        """The text to send for one statement: itself, or an EXECUTE of it prepared on this
+        connection (after its PREPARE, the first time)."""
+        if not prepare:
+            return cursor.mogrify(sql, params or ())
+        connection = self._state.conn
+        name = connection.prepared.get(sql) or connection.unconfirmed.get(sql)
+        text = b""
+        if name is None:
+            name = connection.unconfirmed[sql] = f"adapter_{next(connection.names)}"
+            text = f"PREPARE {name}{_parameter_types(params)} AS {_numbered(sql)}; ".encode()
+        arguments = f"({', '.join(['%s'] * len(params))})" if params else ""
+        return text + cursor.mogrify(f"EXECUTE {name}{arguments}", params or ())
+
+    def _send(self, cursor, statements):
+        connection = self._state.conn
+        try:
+            with peewee.__exception_wrapper__:
+                cursor.execute(b"; ".join(statements))
+        except Exception:
+            # Whether its PREPAREs ran is unknown (a rollback does not undo one): the next
+            # use of those statements prepares them afresh, under new names.
+            connection.unconfirmed.clear()
+            raise
+        connection.prepared.update(connection.unconfirmed)
+        connection.unconfirmed.clear()
 
     def writer_turn(self):
         """Writers need no turn: yield True at once."""
@@ -157,6 +197,20 @@ class PostgresStore(PooledPostgresqlDatabase):
 
     def make_durable(self):
         """Nothing to wait for: a commit returns once it is on disk (`synchronous_commit = on`)."""
+
+
+def _parameter_types(params):
+    """The PREPARE's parameter types: a whole number is a bigint, so an id from outside beyond
+    a 32-bit column's range finds nothing rather than failing; the rest as the server infers."""
+    if not params:
+        return ""
+    return f"({', '.join('bigint' if type(value) is int else 'unknown' for value in params)})"
+
+
+def _numbered(sql):
+    """psycopg2's placeholders (%s, and %% for a %) as PREPARE's ($1, $2, ...)."""
+    numbers = itertools.count(1)
+    return re.sub(r"%[s%]", lambda found: "%" if found[0] == "%%" else f"${next(numbers)}", sql)
 
 
 def open_database(url):
@@ -170,6 +224,7 @@ def open_database(url):
         password=unquote(parsed.password) if parsed.password else None,
         host=parsed.hostname,
         port=parsed.port or 5432,
+        connection_factory=PreparingConnection,
         max_connections=POOL_SIZE,
         stale_timeout=300,
         timeout=POOL_WAIT_SECONDS,
@@ -197,10 +252,18 @@ def init_app(app, url):
             database.close()
 
 
-def later(sql, params):
-    """Run a write whose result is not read; on PostgreSQL it travels with the next statement."""
+def run(sql, params):
+    """Run a hot statement (its text built once); return the cursor. On PostgreSQL it is
+    prepared on the server once per connection."""
     if is_postgres():
-        database.obj.later(sql, params)
+        return database.obj.execute_sql(sql, params, prepare=True)
+    return database.execute_sql(sql, params)
+
+
+def later(sql, params):
+    """Run a hot write whose result is not read; on PostgreSQL it travels with the next statement."""
+    if is_postgres():
+        database.obj.later(sql, params, prepare=True)
     else:
         database.execute_sql(sql, params)
 

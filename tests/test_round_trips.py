@@ -10,6 +10,7 @@ import pytest
 from conftest import fo_of
 
 from adapter import prepared, selects, store
+from adapter.errors import NotFound
 from adapter.locks import locked_fulfillment_order
 from adapter.models import FulfillmentOrder, WebhookReceipt
 
@@ -190,3 +191,79 @@ def test_reads_together_give_what_each_read_gives_alone(app, api, create_order, 
     assert together == alone
     assert [len(rows) for rows in together] == [len(order["line_items"]) - 1, 1, 0]
     assert isinstance(together[1][0].answered_at, datetime)
+
+
+class SentTexts(RoundTrips):
+    """Also keep the text of each round trip."""
+
+    def __init__(self, monkeypatch):
+        super().__init__(monkeypatch)
+        self.texts = []
+        counted = store.database.obj.cursor
+
+        def keeping(*args, **kwargs):
+            cursor = counted(*args, **kwargs)
+            execute = cursor.execute
+
+            def execute_kept(text, *rest):
+                self.texts.append(text if isinstance(text, bytes) else str(text).encode())
+                return execute(text, *rest)
+
+            cursor.execute = execute_kept
+            return cursor
+
+        monkeypatch.setattr(store.database.obj, "cursor", keeping, raising=False)
+
+
+def test_a_hot_statement_is_prepared_once_per_connection_then_only_executed(db, postgres_only, monkeypatch):
+    sent = SentTexts(monkeypatch)
+    for webhook_id in ("a", "b", "c"):
+        with store.transaction():
+            prepared.insert(WebhookReceipt, **receipt(webhook_id))
+    inserts = [text for text in sent.texts if b"EXECUTE adapter_" in text]
+    assert [text.count(b"PREPARE ") for text in inserts] == [1, 0, 0]
+    assert b"webhook_receipt" not in inserts[1]  # only the name and the values travel
+    assert kept() == [("a", 0), ("b", 0), ("c", 0)]
+
+
+def test_a_statement_new_to_the_connection_used_twice_in_one_round_trip_is_prepared_once(
+    db, postgres_only, monkeypatch
+):
+    sent = SentTexts(monkeypatch)
+    with store.transaction():
+        prepared.insert_later(WebhookReceipt, **receipt("a"))
+        prepared.insert_later(WebhookReceipt, **receipt("b"))
+    assert sent.count == 1
+    assert sent.texts[0].count(b"PREPARE ") == 1 and sent.texts[0].count(b"EXECUTE ") == 2
+    assert kept() == [("a", 0), ("b", 0)]
+
+
+@pytest.mark.parametrize("fails", ["after its PREPARE", "before its PREPARE"])
+def test_after_a_failed_round_trip_its_statements_are_prepared_afresh(db, postgres_only, fails):
+    """A PREPARE survives a rollback, and one after the failing statement never ran: either
+    way the next use must neither re-create a name that exists nor execute one that does not."""
+    with pytest.raises(peewee.IntegrityError), store.transaction():
+        prepared.insert(WebhookReceipt, **receipt("a"))
+        if fails == "after its PREPARE":
+            prepared.insert(WebhookReceipt, **receipt("a"))  # PREPAREd, then the key is taken
+        else:
+            prepared.insert_later(WebhookReceipt, **receipt("a"))
+            prepared.update(WebhookReceipt, {"service": "acme", "webhook_id": "a"}, response_status=1)
+    for _ in range(2):
+        with store.transaction():
+            prepared.insert(WebhookReceipt, **receipt(f"b{_}"))
+            prepared.update(WebhookReceipt, {"service": "acme", "webhook_id": f"b{_}"}, response_status=2)
+    assert kept() == [("b0", 2), ("b1", 2)]
+
+
+def test_an_id_beyond_32_bits_finds_nothing_through_a_prepared_statement(create_order):
+    """PostgreSQL's id columns hold 32 bits; an id from outside beyond that is simply unknown."""
+    fo_id = fo_of(create_order(), "acme")["id"]
+    with store.database.connection_context():
+        for _ in range(2):  # prepared by the first, executed by the second
+            assert prepared.get_or_none(FulfillmentOrder, id=fo_id).id == fo_id
+            assert prepared.get_or_none(FulfillmentOrder, id=2**40) is None
+        with store.transaction():
+            assert locked_fulfillment_order(fo_id)[1].id == fo_id
+            with pytest.raises(NotFound):
+                locked_fulfillment_order(2**40)

@@ -1,6 +1,10 @@
 """A send ends within twice the service's timeout, however slowly the service answers."""
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -99,3 +103,59 @@ def test_a_deadline_already_passed_shuts_the_socket_it_is_given():
         assert deadline.expired
         deadline.watch(left)
         assert left.recv(1) == b""  # shut down: the read ends at once
+
+
+UNDER_GEVENT = """
+import gevent.monkey
+gevent.monkey.patch_all()
+import json, socket, sys, time
+from types import SimpleNamespace
+import gevent
+from adapter.service_client import DeliveryError, ServiceClient
+from adapter.times import utcnow
+
+listener = socket.create_server(("127.0.0.1", 0))
+
+def drip():
+    connection, _ = listener.accept()
+    connection.recv(65536)
+    try:
+        for byte in b"HTTP/1.1 200 OK\\r\\n":
+            connection.sendall(bytes([byte]))
+            gevent.sleep(0.1)
+    except OSError:
+        pass
+
+ticks = []
+def tick():
+    while True:
+        ticks.append(1)
+        gevent.sleep(0.01)
+
+gevent.spawn(drip)
+ticker = gevent.spawn(tick)
+url = f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+client = ServiceClient("acme", url, "whsec_" + "A" * 32, 0.3)
+began = time.monotonic()
+try:
+    client.post(SimpleNamespace(message_id="msg_drip", body="{}", attempts=0), utcnow())
+    reason = None
+except DeliveryError as exc:
+    reason = exc.reason
+took = time.monotonic() - began
+ticker.kill()
+print(json.dumps({"reason": reason, "took": took, "ticks": len(ticks)}))
+"""
+
+
+def test_under_gevent_the_deadline_ends_a_dripping_send_and_other_greenlets_run_meanwhile():
+    pytest.importorskip("gevent")
+    done = subprocess.run(
+        [sys.executable, "-c", UNDER_GEVENT], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["reason"] == "no whole answer within 0.6 s", result
+    assert 0.6 <= result["took"] < 1.2, result
+    assert result["ticks"] >= 0.6 / 0.01 / 4, result
