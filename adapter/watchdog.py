@@ -49,8 +49,9 @@ class Watchdog:
     """Expire the deadlines of the sends in flight as they pass, from a thread of its own.
 
     A send registers on entry and leaves on exit, so the watchdog only ever scans the few
-    sends in flight and sleeps until the earliest of their deadlines; after IDLE_SECONDS
-    without a send its thread ends, and the next send starts another.
+    sends in flight. It sleeps until the earliest of their deadlines, and is woken early only
+    by a send whose deadline comes sooner (never, when every send has the same timeout).
+    Once a wait ends with no send in flight its thread ends; the next send starts another.
     """
 
     IDLE_SECONDS = 2.0
@@ -59,6 +60,7 @@ class Watchdog:
         self._running = set()
         self._changed = threading.Condition()
         self._thread = None
+        self._wakes_at = 0.0
 
     def deadline(self, seconds):
         """Return a context in which the sends of this thread end within `seconds`."""
@@ -66,12 +68,12 @@ class Watchdog:
 
     def _enter(self, deadline):
         with self._changed:
+            self._running.add(deadline)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="send-watchdog", daemon=True)
                 self._thread.start()
-            elif not self._running:
+            elif deadline.at < self._wakes_at:
                 self._changed.notify()
-            self._running.add(deadline)
 
     def _leave(self, deadline):
         with self._changed:
@@ -84,9 +86,8 @@ class Watchdog:
                 for deadline in [d for d in self._running if d.at <= now]:
                     self._running.discard(deadline)
                     deadline.expire()
-                if self._running:
-                    self._changed.wait(min(d.at for d in self._running) - now)
-                elif not self._changed.wait(self.IDLE_SECONDS) and not self._running:
+                self._wakes_at = min((d.at for d in self._running), default=now + self.IDLE_SECONDS)
+                if not self._changed.wait(self._wakes_at - now) and not self._running:
                     self._thread = None
                     return
 

@@ -159,3 +159,22 @@ def test_under_gevent_the_deadline_ends_a_dripping_send_and_other_greenlets_run_
     assert result["reason"] == "no whole answer within 0.6 s", result
     assert 0.6 <= result["took"] < 1.2, result
     assert result["ticks"] >= 0.6 / 0.01 / 4, result
+
+
+def test_a_sooner_deadline_wakes_a_watchdog_waiting_for_a_later_one():
+    watchdog = Watchdog()
+    later = watchdog.deadline(30)
+    with later:  # the watchdog now sleeps until this one's deadline
+        time.sleep(0.05)
+        done = threading.Event()
+
+        def soon():
+            with watchdog.deadline(0.1) as deadline:
+                time.sleep(0.4)
+                done.expired = deadline.expired
+            done.set()
+
+        threading.Thread(target=soon).start()
+        assert done.wait(5)
+        assert done.expired
+        assert not later.deadline.expired
