@@ -33,20 +33,10 @@ def locked_order(order_id):
 def locked_row(model, missing, beside=None, **equals):
     """Lock the order of the row whose fields equal `equals`; return (order, row) or raise NotFound.
 
-    `beside=(other, link)` also returns the `other` row the row links to through `link`.
+    `beside=(other, link)` also returns the `other` row the row links to through `link`. The
+    rows are read under the lock: a read before it could predate a concurrent change.
     """
-    if store.is_postgres():
-        # Lock the order found through the row, then read them under the lock: a read
-        # before the lock could predate a concurrent change.
-        found = prepared.locked_with_parent(Order, model, "order", beside, **equals)
-    else:
-        # On SQLite the transaction has held the write lock since BEGIN IMMEDIATE.
-        row = prepared.get_or_none(model, **equals)
-        order = prepared.get_or_none(Order, id=row.order_id) if row is not None else None
-        found = (order, row)
-        if beside is not None:
-            other, link = beside
-            found += (prepared.get_or_none(other, id=getattr(row, f"{link}_id")) if row else None,)
+    found = prepared.locked_with_parent(Order, model, "order", beside, **equals)
     if None in found:
         raise NotFound(missing)
     return found

@@ -88,17 +88,21 @@ def get_or_none(model, **equals):
 
 
 def locked_with_parent(parent, model, link, beside=None, **equals):
-    """Lock the `parent` row that the `model` row whose fields equal `equals` links to, FOR
-    UPDATE until the transaction ends (PostgreSQL), then read both; return (parent, row), or
-    (None, None). The lock travels with the read, in one round trip; the read starts once the
-    lock is held, so it sees whatever the lock's previous holder committed.
+    """Lock the `parent` row that the `model` row whose fields equal `equals` links to, then
+    read both in one statement; return (parent, row), or (None, None).
+
+    On PostgreSQL the lock is a row lock (FOR UPDATE, until the transaction ends) that travels
+    with the read, in one round trip; the read starts once the lock is held, so it sees
+    whatever the lock's previous holder committed. On SQLite the transaction has held the
+    write lock since BEGIN IMMEDIATE, so there is only the read.
 
     `beside=(other, other_link)` also reads the `other` row the `model` row links to through
     its field `other_link`, returned third.
     """
     lock, read = _locked_read_sql(type(database.obj), parent, model, link, beside, tuple(equals))
     params = _params(model, equals)
-    store.later(lock, params)
+    if store.is_postgres():
+        store.later(lock, params)
     row = store.run(read, params).fetchone()
     models = (parent, model) if beside is None else (parent, model, beside[0])
     if row is None:
