@@ -132,7 +132,9 @@ def _locked_read_sql(kind, parent, model, link, beside, names):
         f"SELECT {columns} FROM {_table(model)} AS m {joins} "
         f"WHERE {_equal_to(model, names, ' AND ', 'm')}"
     )
-    return lock, read
+    # The read locks the order too: held already from the statement before it, unless the row
+    # was committed in between (it was invisible to the lock, so nothing was locked).
+    return lock, read + (" FOR UPDATE OF p" if issubclass(kind, peewee.PostgresqlDatabase) else "")
 
 
 def _instance(model, row):

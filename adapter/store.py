@@ -131,15 +131,17 @@ class PostgresStore(PooledPostgresqlDatabase):
             self.execute_sql(sql, params, prepare)
             return
         self._log_query(sql, params)
-        self._state.waiting.append(self._statement(self.cursor(), sql, params, prepare))
+        with peewee.__exception_wrapper__:
+            self._state.waiting.append(self._statement(self.cursor(), sql, params, prepare))
 
     def execute_sql(self, sql, params=None, prepare=False):
-        waiting = self._take_waiting()
-        if not waiting and not prepare:
+        if not prepare and not getattr(self._state, "waiting", None):
             return super().execute_sql(sql, params)
         self._log_query(sql, params)
         cursor = self.cursor()
-        self._send(cursor, [*(waiting or ()), self._statement(cursor, sql, params, prepare)])
+        with peewee.__exception_wrapper__:
+            statement = self._statement(cursor, sql, params, prepare)
+        self._send(cursor, [*(self._take_waiting() or ()), statement])
         return cursor
 
     def commit(self):
@@ -171,19 +173,20 @@ class PostgresStore(PooledPostgresqlDatabase):
             return cursor.mogrify(sql, params or ())
         connection = self._state.conn
         name = connection.prepared.get(sql) or connection.unconfirmed.get(sql)
-        text = b""
-        if name is None:
-            name = connection.unconfirmed[sql] = f"adapter_{next(connection.names)}"
-            text = f"PREPARE {name}{_parameter_types(params)} AS {_numbered(sql)}; ".encode()
         arguments = f"({', '.join(['%s'] * len(params))})" if params else ""
-        return text + cursor.mogrify(f"EXECUTE {name}{arguments}", params or ())
+        if name is not None:
+            return cursor.mogrify(f"EXECUTE {name}{arguments}", params or ())
+        name = f"adapter_{next(connection.names)}"
+        execute = cursor.mogrify(f"EXECUTE {name}{arguments}", params or ())
+        connection.unconfirmed[sql] = name  # once its text is made: it will be sent
+        return f"PREPARE {name}{_parameter_types(params)} AS {_numbered(sql)}; ".encode() + execute
 
     def _send(self, cursor, statements):
         connection = self._state.conn
         try:
             with peewee.__exception_wrapper__:
                 cursor.execute(b"; ".join(statements))
-        except Exception:
+        except BaseException:
             # Whether its PREPAREs ran is unknown (a rollback does not undo one): the next
             # use of those statements prepares them afresh, under new names.
             connection.unconfirmed.clear()
@@ -200,11 +203,20 @@ class PostgresStore(PooledPostgresqlDatabase):
 
 
 def _parameter_types(params):
-    """The PREPARE's parameter types: a whole number is a bigint, so an id from outside beyond
-    a 32-bit column's range finds nothing rather than failing; the rest as the server infers."""
+    """The PREPARE's parameter types: a whole number is a bigint and a list of them (ids) a
+    bigint[], so an id from outside beyond a 32-bit column's range finds nothing rather than
+    failing; the rest as the server infers."""
     if not params:
         return ""
-    return f"({', '.join('bigint' if type(value) is int else 'unknown' for value in params)})"
+    return f"({', '.join(_parameter_type(value) for value in params)})"
+
+
+def _parameter_type(value):
+    if type(value) is int:
+        return "bigint"
+    if isinstance(value, list) and all(type(item) is int for item in value):
+        return "bigint[]"
+    return "unknown"
 
 
 def _numbered(sql):

@@ -2,8 +2,10 @@
 
 The client's timeout bounds the connect and each read of the answer separately, so a service
 that answers a byte at a time could hold a send for as long as it likes. Each send therefore
-runs under a `Deadline`; the connection it uses names its socket to it (`WatchedPools`), and
-once the deadline has passed the watchdog shuts that socket down, which ends the blocked read.
+runs under a `Deadline`; the pooled connection it uses is taken over by that deadline when the
+send's request starts (`WATCHED_POOLS`), and once the deadline has passed the watchdog shuts
+that connection's socket down, which ends the blocked read or write. A connection back in the
+pool, or in use by a later send, is no longer the deadline's to shut.
 """
 
 import contextlib
@@ -26,23 +28,31 @@ class Deadline:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.expired = False
-        self._socket = None
+        self._connection = None
 
-    def watch(self, sock):
-        """Shut `sock` down if the deadline passes while it is in use (at once if it has)."""
-        self._socket = sock
+    def take(self, connection):
+        """Take `connection` over for this send (a later send taking it over ends that)."""
+        connection.deadline = self
+        self._connection = connection
         if self.expired:
-            _shut(sock)
+            self._shut()
 
     def expire(self):
         self.expired = True
-        if self._socket is not None:
-            _shut(self._socket)
+        self._shut()
+
+    def _shut(self):
+        connection = self._connection
+        if connection is not None and connection.deadline is self:
+            _shut(connection.sock)
 
 
 def _shut(sock):
-    with contextlib.suppress(OSError):  # already closed: nothing left to end
-        sock.shutdown(socket.SHUT_RDWR)
+    """Shut a socket down for reading and writing; a closed one, or none, is left as it is."""
+    shutdown = getattr(sock, "shutdown", None) or getattr(getattr(sock, "socket", None), "shutdown", None)
+    if shutdown is not None:
+        with contextlib.suppress(OSError):  # already closed: nothing left to end
+            shutdown(socket.SHUT_RDWR)
 
 
 class Watchdog:
@@ -81,15 +91,17 @@ class Watchdog:
 
     def _run(self):
         with self._changed:
-            while True:
-                now = time.monotonic()
-                for deadline in [d for d in self._running if d.at <= now]:
-                    self._running.discard(deadline)
-                    deadline.expire()
-                self._wakes_at = min((d.at for d in self._running), default=now + self.IDLE_SECONDS)
-                if not self._changed.wait(self._wakes_at - now) and not self._running:
-                    self._thread = None
-                    return
+            try:
+                while True:
+                    now = time.monotonic()
+                    for deadline in [d for d in self._running if d.at <= now]:
+                        self._running.discard(deadline)
+                        deadline.expire()
+                    self._wakes_at = min((d.at for d in self._running), default=now + self.IDLE_SECONDS)
+                    if not self._changed.wait(self._wakes_at - now) and not self._running:
+                        return
+            finally:
+                self._thread = None  # the next send starts another, even after a fault here
 
 
 class _Running:
@@ -107,13 +119,17 @@ class _Running:
 
 
 class _Watched:
-    """A connection that names its socket to the deadline of the send using it."""
+    """A connection taken over by the deadline of each send that uses it."""
 
-    def getresponse(self):
+    deadline = None
+
+    def request(self, *args, **kwargs):
         deadline = getattr(_current, "deadline", None)
         if deadline is not None:
-            deadline.watch(self.sock)
-        return super().getresponse()
+            deadline.take(self)
+        else:
+            self.deadline = None
+        return super().request(*args, **kwargs)
 
 
 class _WatchedHTTPConnection(_Watched, HTTPConnection):

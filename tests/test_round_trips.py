@@ -267,3 +267,54 @@ def test_an_id_beyond_32_bits_finds_nothing_through_a_prepared_statement(create_
             assert locked_fulfillment_order(fo_id)[1].id == fo_id
             with pytest.raises(NotFound):
                 locked_fulfillment_order(2**40)
+
+
+def test_an_id_list_beyond_32_bits_finds_nothing_through_a_prepared_statement(create_order):
+    from adapter.rendering import _ORDERS
+
+    order_id = create_order()["id"]
+    with store.database.connection_context():
+        for _ in range(2):  # prepared by the first read, executed by the second
+            assert [row.id for row in _ORDERS.rows([order_id])] == [order_id]
+            assert _ORDERS.rows([5000000000]) == []
+            assert _ORDERS.rows([]) == []
+
+
+def test_a_statement_whose_values_cannot_be_sent_leaves_nothing_half_prepared(db):
+    sql = f"SELECT webhook_id FROM webhook_receipt WHERE service = {store.database.obj.param}"
+    with pytest.raises((peewee.ProgrammingError, peewee.InterfaceError)):
+        store.run(sql, (object(),))  # the driver cannot send it
+    prepared.insert(WebhookReceipt, **receipt("a"))  # a round trip that succeeds
+    assert store.run(sql, ("acme",)).fetchone()[0] == "a"
+
+
+def test_the_locked_read_takes_the_lock_itself_when_the_row_appeared_after_the_lock(
+    app, postgres_only, create_order, monkeypatch
+):
+    """A row committed between the lock and the read was invisible to the lock, which then
+    locked nothing: the read locks the order on its own."""
+    fo_id = fo_of(create_order(), "acme")["id"]
+    monkeypatch.setattr(store, "later", lambda sql, params: None)  # as if the lock found no row
+    holding, release, refused = threading.Event(), threading.Event(), []
+
+    def first():
+        with store.database.connection_context(), store.transaction():
+            locked_fulfillment_order(fo_id)
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert holding.wait(10)
+    try:
+        with store.database.connection_context(), pytest.raises(peewee.OperationalError), \
+                store.database.atomic():
+            store.database.execute_sql(
+                'SELECT 1 FROM "orders" WHERE "id" IN (SELECT "order_id" FROM "fulfillment_order" '
+                'WHERE "id" = %s) FOR UPDATE NOWAIT', (fo_id,)
+            )
+            refused.append(True)
+    finally:
+        release.set()
+        holder.join(10)
+    assert refused == []

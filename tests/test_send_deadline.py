@@ -13,7 +13,7 @@ import pytest
 
 from adapter.service_client import DeliveryError, ServiceClient
 from adapter.times import utcnow
-from adapter.watchdog import Watchdog
+from adapter.watchdog import Deadline, Watchdog
 
 TIMEOUT = 0.3  # each read of the answer comes well within it; the whole answer never does
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
@@ -101,7 +101,7 @@ def test_a_deadline_already_passed_shuts_the_socket_it_is_given():
     with left, right, watchdog.deadline(0.05) as deadline:
         time.sleep(0.3)
         assert deadline.expired
-        deadline.watch(left)
+        deadline.take(PooledConnection(left))
         assert left.recv(1) == b""  # shut down: the read ends at once
 
 
@@ -178,3 +178,64 @@ def test_a_sooner_deadline_wakes_a_watchdog_waiting_for_a_later_one():
         assert done.wait(5)
         assert done.expired
         assert not later.deadline.expired
+
+
+class PooledConnection:
+    """What the deadline sees of a pooled connection: its socket, and the deadline that took it."""
+
+    deadline = None
+
+    def __init__(self, sock):
+        self.sock = sock
+
+
+def test_a_deadline_shuts_only_a_connection_no_later_send_has_taken_over():
+    watchdog = Watchdog()
+    left, right = socket.socketpair()
+    connection = PooledConnection(left)
+    with left, right:
+        with watchdog.deadline(0.1) as first:
+            first.take(connection)
+        # Back in the pool, then taken by the next send before the first deadline passes.
+        with watchdog.deadline(30) as second:
+            second.take(connection)
+            time.sleep(0.3)
+            first.expire()  # as the watchdog would, had the first send still been in flight
+            right.sendall(b"x")
+            assert left.recv(1) == b"x"  # still open
+            second.expire()
+            assert left.recv(1) == b""  # shut: the read ends at once
+
+
+def test_a_socket_without_shutdown_of_its_own_is_shut_through_the_one_it_wraps():
+    left, right = socket.socketpair()
+    wrapped = SimpleNamespace(socket=left)  # as urllib3's TLS-in-TLS transport
+    deadline = Watchdog().deadline(30).deadline
+    with left, right:
+        deadline.take(PooledConnection(wrapped))
+        deadline.expire()
+        assert left.recv(1) == b""
+        deadline.take(PooledConnection(SimpleNamespace()))  # nothing to shut: nothing happens
+        deadline.expire()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_watchdog_recovers_from_a_fault_in_its_own_thread(monkeypatch):
+    """The fault ends the watchdog's thread (the warning says so); the next send starts another."""
+    watchdog = Watchdog()
+    faults = []
+    expire = Deadline.expire
+
+    def failing_once(deadline):
+        if not faults:
+            faults.append(deadline)
+            raise RuntimeError("a fault while expiring")
+        expire(deadline)
+
+    monkeypatch.setattr(Deadline, "expire", failing_once)
+    with watchdog.deadline(0.05):
+        time.sleep(0.3)
+    assert faults
+    with watchdog.deadline(0.05) as deadline:
+        time.sleep(0.5)
+    assert deadline.expired
