@@ -101,7 +101,7 @@ def locked_with_parent(parent, model, link, beside=None, **equals):
     """
     lock, read = _locked_read_sql(type(database.obj), parent, model, link, beside, tuple(equals))
     params = _params(model, equals)
-    if store.is_postgres():
+    if lock is not None:
         store.later(lock, params)
     row = store.run(read, params).fetchone()
     models = (parent, model) if beside is None else (parent, model, beside[0])
@@ -117,11 +117,7 @@ def locked_with_parent(parent, model, link, beside=None, **equals):
 
 @functools.cache
 def _locked_read_sql(kind, parent, model, link, beside, names):
-    where = _equal_to(model, names, " AND ")
-    lock = (
-        f"SELECT 1 FROM {_table(parent)} WHERE {_column(parent, 'id')} IN "
-        f"(SELECT {_column(model, link)} FROM {_table(model)} WHERE {where}) FOR UPDATE"
-    )
+    """(lock, read): the lock statement (PostgreSQL; None on SQLite) and the read of the rows."""
     columns = f"{_columns(parent, 'p')}, {_columns(model, 'm')}"
     joins = f"JOIN {_table(parent)} AS p ON p.{_column(parent, 'id')} = m.{_column(model, link)}"
     if beside is not None:
@@ -132,9 +128,16 @@ def _locked_read_sql(kind, parent, model, link, beside, names):
         f"SELECT {columns} FROM {_table(model)} AS m {joins} "
         f"WHERE {_equal_to(model, names, ' AND ', 'm')}"
     )
+    if not issubclass(kind, peewee.PostgresqlDatabase):
+        return None, read
+    lock = (
+        f"SELECT 1 FROM {_table(parent)} WHERE {_column(parent, 'id')} IN "
+        f"(SELECT {_column(model, link)} FROM {_table(model)} "
+        f"WHERE {_equal_to(model, names, ' AND ')}) FOR UPDATE"
+    )
     # The read locks the order too: held already from the statement before it, unless the row
     # was committed in between (it was invisible to the lock, so nothing was locked).
-    return lock, read + (" FOR UPDATE OF p" if issubclass(kind, peewee.PostgresqlDatabase) else "")
+    return lock, read + " FOR UPDATE OF p"
 
 
 def _instance(model, row):

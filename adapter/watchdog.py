@@ -124,11 +124,9 @@ class _Watched:
     deadline = None
 
     def request(self, *args, **kwargs):
-        deadline = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.take(self)
-        else:
-            self.deadline = None
+        self.deadline = getattr(_current, "deadline", None)
+        if self.deadline is not None:
+            self.deadline.take(self)
         return super().request(*args, **kwargs)
 
 
