@@ -44,14 +44,12 @@ def fulfilled_of(order):
     return fulfilled_by_line(_FO_LINES.rows([order.id]))
 
 
-def fulfillment_facts_of(order):
-    """Collect per-line and per-FO quantities into FulfillmentFacts; also whether any FO needs attention.
+def _fulfillment_reads(order):
+    return (_FO_LINES, [order.id]), (_LINES, [order.id]), (_FOS, [order.id])
 
-    The order's FO lines, lines and FOs are read in one statement on PostgreSQL.
-    """
-    fo_lines, lines, fos = selects.together(
-        (_FO_LINES, [order.id]), (_LINES, [order.id]), (_FOS, [order.id])
-    )
+
+def _fulfillment_facts(fo_lines, lines, fos):
+    """FulfillmentFacts of the rows of `_fulfillment_reads`; also whether any FO needs attention."""
     fulfilled = fulfilled_by_line(fo_lines)
     remaining_by_fo = {}
     for fo_line in fo_lines:
@@ -68,12 +66,22 @@ def fulfillment_facts_of(order):
     return facts, any(fo.needs_attention for fo in fos)
 
 
+def fulfillment_facts_of(order):
+    """Collect per-line and per-FO quantities into FulfillmentFacts; also whether any FO needs attention.
+
+    The order's FO lines, lines and FOs are read in one statement on PostgreSQL.
+    """
+    return _fulfillment_facts(*selects.together(*_fulfillment_reads(order)))
+
+
 PAYMENT, FULFILLMENT, RETURNS = "payment", "fulfillment", "returns"
 EVERYTHING = frozenset({PAYMENT, FULFILLMENT, RETURNS})
 
 
-def refresh(order, now, changed=EVERYTHING, touch=True):
+def refresh(order, now, changed=EVERYTHING, touch=True, fulfillment_facts=None):
     """Recompute the derived columns of the facts that `changed`, save, archive if configured.
+
+    `fulfillment_facts` are those of `fulfillment_facts_of(order)` when already read.
 
     `touch=False` keeps `updated_at`, for a change that nobody can see. Returns whether the
     order was paid before, so callers can react to an order that has just become paid.
@@ -89,7 +97,7 @@ def refresh(order, now, changed=EVERYTHING, touch=True):
         order.auth_expires_at = facts.auth_expires_at
         order.payment_state = payment_state_of(facts)
     if FULFILLMENT in changed:
-        facts, needs_attention = fulfillment_facts_of(order)
+        facts, needs_attention = fulfillment_facts or fulfillment_facts_of(order)
         order.fulfillment_state, order.scheduled_until = fulfillment_state_of(facts)
         order.needs_attention = needs_attention
     if RETURNS in changed:
@@ -113,3 +121,11 @@ def refresh(order, now, changed=EVERYTHING, touch=True):
         )
     order.save()
     return was_paid
+
+
+def refresh_fulfillment_reading(order, now, reads):
+    """Refresh the order's fulfillment facts, their read joined by `reads` ((RowsByIds, ids)
+    pairs) in one statement on PostgreSQL; return the rows of `reads`, a list per read."""
+    fo_lines, lines, fos, *rows = selects.together(*_fulfillment_reads(order), *reads)
+    refresh(order, now, {FULFILLMENT}, fulfillment_facts=_fulfillment_facts(fo_lines, lines, fos))
+    return rows

@@ -393,14 +393,16 @@ def revert(fo_id, payload, now):
 def mark_fulfilled(fo_id, payload, now):
     """Record a shipment the merchant made; return (fulfillment, FO)."""
     with store.transaction():
-        order, fo = locked_fulfillment_order(fo_id)
-        transitions.perform(fo, FOAction.MARK_AS_FULFILLED, now, shipments.remaining_of(fo))
-        chosen = shipments.select_lines(fo, payload.get("line_items"), over_is_conflict=True)
+        order, fo, lines = locked_fulfillment_order(fo_id, with_lines=True)
+        transitions.perform(fo, FOAction.MARK_AS_FULFILLED, now, shipments.remaining_of(fo, lines))
+        chosen = shipments.select_lines(
+            fo, payload.get("line_items"), over_is_conflict=True, lines=lines
+        )
         fulfillment = shipments.record_fulfillment(
             order, fo, chosen, now, created_by=Actor.MERCHANT, tracking=payload.get("tracking")
         )
         fo.updated_at = now
-        if not transitions.finish_if_done(fo, shipments.remaining_of(fo), now):
+        if not transitions.finish_if_done(fo, shipments.remaining_of(fo, lines), now):
             fo.save()
         notification = (
             shipments.notify_customer(order, fulfillment, now)

@@ -2,7 +2,7 @@
 
 from . import prepared, store, transitions
 from .errors import NotFound
-from .models import FulfillmentOrder, Order
+from .models import FulfillmentOrder, FulfillmentOrderLine, Order
 from .vocabulary import FOStatus
 
 
@@ -30,25 +30,33 @@ def locked_order(order_id):
     return order
 
 
-def locked_row(model, missing, beside=None, **equals):
+def locked_row(model, missing, beside=None, children=None, **equals):
     """Lock the order of the row whose fields equal `equals`; return (order, row) or raise NotFound.
 
-    `beside=(other, link)` also returns the `other` row the row links to through `link`. The
-    rows are read under the lock: a read before it could predate a concurrent change.
+    `beside=(other, link)` also returns the `other` row the row links to through `link`, and
+    `children=(child, link)` the list of `child` rows linking to the row. The rows are read
+    under the lock: a read before it could predate a concurrent change.
     """
-    found = prepared.locked_with_parent(Order, model, "order", beside, **equals)
+    found = prepared.locked_with_parent(Order, model, "order", beside, children, **equals)
     if None in found:
         raise NotFound(missing)
     return found
 
 
-def locked_fulfillment_order(fo_id, service=None):
-    """Lock the FO's order and return (order, FO); with `service`, another service's FO is unknown."""
+def locked_fulfillment_order(fo_id, service=None, with_lines=False):
+    """Lock the FO's order and return (order, FO); with `service`, another service's FO is unknown.
+
+    `with_lines` also returns the FO's lines, read with it (one round trip on PostgreSQL).
+    """
+    children = (FulfillmentOrderLine, "fulfillment_order") if with_lines else None
     if service is None:
-        return locked_row(FulfillmentOrder, f"Fulfillment order {fo_id} does not exist.", id=fo_id)
+        return locked_row(
+            FulfillmentOrder, f"Fulfillment order {fo_id} does not exist.", children=children, id=fo_id
+        )
     return locked_row(
         FulfillmentOrder,
         f"Fulfillment order {fo_id} does not exist for service {service}.",
+        children=children,
         id=fo_id,
         service=service,
     )

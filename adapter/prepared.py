@@ -73,12 +73,15 @@ def insert_later(model, **values):
     store.later(sql, _params(model, values))
 
 
-def insert_returning_id(model, **values):
-    """Insert one row and return its new id."""
+def insert_returning_id(model, ignore_conflicts=False, **values):
+    """Insert one row and return its new id (None when a conflict was ignored)."""
     postgres = isinstance(database.obj, peewee.PostgresqlDatabase)
-    sql = _insert_sql(type(database.obj), model, tuple(values), False)
+    sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
     cursor = store.run(sql + (" RETURNING id" if postgres else ""), _params(model, values))
-    return cursor.fetchone()[0] if postgres else cursor.lastrowid
+    if postgres:
+        row = cursor.fetchone()
+        return row[0] if row is not None else None
+    return cursor.lastrowid if cursor.rowcount else None
 
 
 def get_or_none(model, **equals):
@@ -87,7 +90,7 @@ def get_or_none(model, **equals):
     return _instance(model, store.run(sql, _params(model, equals)).fetchone())
 
 
-def locked_with_parent(parent, model, link, beside=None, **equals):
+def locked_with_parent(parent, model, link, beside=None, children=None, **equals):
     """Lock the `parent` row that the `model` row whose fields equal `equals` links to, then
     read both in one statement; return (parent, row), or (None, None).
 
@@ -97,26 +100,40 @@ def locked_with_parent(parent, model, link, beside=None, **equals):
     write lock since BEGIN IMMEDIATE, so there is only the read.
 
     `beside=(other, other_link)` also reads the `other` row the `model` row links to through
-    its field `other_link`, returned third.
+    its field `other_link`, returned third. `children=(child, child_link)` also returns, last,
+    the list of `child` rows linking to the `model` row through `child_link`, in id order: on
+    PostgreSQL in the same read, as one JSON array (so a child's columns must be integers).
     """
-    lock, read = _locked_read_sql(type(database.obj), parent, model, link, beside, tuple(equals))
+    lock, read = _locked_read_sql(
+        type(database.obj), parent, model, link, beside, children, tuple(equals)
+    )
     params = _params(model, equals)
     if lock is not None:
         store.later(lock, params)
     row = store.run(read, params).fetchone()
     models = (parent, model) if beside is None else (parent, model, beside[0])
     if row is None:
-        return (None,) * len(models)
+        return (None,) * (len(models) + (children is not None))
     found, start = [], 0
     for each in models:
         end = start + len(each._meta.sorted_fields)
         found.append(_instance(each, row[start:end]))
         start = end
+    if children is not None:
+        found.append(_children(children, found[1], row[start:]))
     return tuple(found)
 
 
+def _children(children, row, read):
+    """The `children` rows of `row`: read with it on PostgreSQL (`read`), read now on SQLite."""
+    child, child_link = children
+    if store.is_postgres():
+        return [_instance(child, values) for values in read[0] or ()]
+    return list(child.select().where(getattr(child, child_link) == row.id).order_by(child.id))
+
+
 @functools.cache
-def _locked_read_sql(kind, parent, model, link, beside, names):
+def _locked_read_sql(kind, parent, model, link, beside, children, names):
     """(lock, read): the lock statement (PostgreSQL; None on SQLite) and the read of the rows."""
     columns = f"{_columns(parent, 'p')}, {_columns(model, 'm')}"
     joins = f"JOIN {_table(parent)} AS p ON p.{_column(parent, 'id')} = m.{_column(model, link)}"
@@ -124,11 +141,22 @@ def _locked_read_sql(kind, parent, model, link, beside, names):
         other, other_link = beside
         columns += f", {_columns(other, 'b')}"
         joins += f" JOIN {_table(other)} AS b ON b.{_column(other, 'id')} = m.{_column(model, other_link)}"
+    postgres = issubclass(kind, peewee.PostgresqlDatabase)
+    if children is not None and postgres:
+        child, child_link = children
+        integers = peewee.IntegerField | peewee.ForeignKeyField
+        if not all(isinstance(field, integers) for field in child._meta.sorted_fields):
+            raise TypeError(f"{child.__name__} rows cannot be read as JSON exactly")
+        columns += (
+            f", (SELECT json_agg(json_build_array({_columns(child, 'c')}) "
+            f"ORDER BY c.{_column(child, 'id')}) FROM {_table(child)} AS c "
+            f"WHERE c.{_column(child, child_link)} = m.{_column(model, 'id')})"
+        )
     read = (
         f"SELECT {columns} FROM {_table(model)} AS m {joins} "
         f"WHERE {_equal_to(model, names, ' AND ', 'm')}"
     )
-    if not issubclass(kind, peewee.PostgresqlDatabase):
+    if not postgres:
         return None, read
     lock = (
         f"SELECT 1 FROM {_table(parent)} WHERE {_column(parent, 'id')} IN "

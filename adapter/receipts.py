@@ -2,6 +2,8 @@
 
 import hashlib
 
+import peewee
+
 from . import prepared, service_events, store
 from .errors import IdempotencyConflict
 from .models import WebhookDelivery, WebhookReceipt
@@ -44,15 +46,15 @@ def earlier_answer(service, webhook_id, body):
 
 
 def _claim(service, webhook_id, body, now):
-    """Take the delivery's receipt first; False when an applied delivery already holds it.
+    """Take the delivery's receipt first, before anything is read or changed.
 
-    The receipt's unique index decides races: an identical delivery arriving meanwhile waits
-    at this INSERT until the first one commits (then replays its answer) or rolls back (then
-    is judged afresh), so the two never both apply.
+    The INSERT travels with the handler's first statement on PostgreSQL (`prepared.insert_later`)
+    and runs before it. The receipt's unique index decides races: an identical delivery
+    arriving meanwhile waits at this INSERT until the first one commits (then fails, and
+    replays its answer) or rolls back (then is judged afresh), so the two never both apply.
     """
-    inserted = prepared.insert(
+    prepared.insert_later(
         WebhookReceipt,
-        ignore_conflicts=True,
         service=service,
         webhook_id=webhook_id,
         body_sha256=digest(body),
@@ -60,7 +62,6 @@ def _claim(service, webhook_id, body, now):
         response_body="",
         applied_at=now,
     )
-    return inserted == 1
 
 
 def apply_once(service, webhook_id, headers, body, event_type, data, now, respond):
@@ -69,20 +70,27 @@ def apply_once(service, webhook_id, headers, body, event_type, data, now, respon
     `respond(applied)` renders the answer (`service_events.Applied`) inside the transaction,
     so the remembered answer is exactly the state this delivery produced.
     """
-    with store.transaction():
-        if not _claim(service, webhook_id, body, now):
-            status, text = earlier_answer(service, webhook_id, body)
+    try:
+        with store.transaction():
+            _claim(service, webhook_id, body, now)
+            status, text = respond(service_events.HANDLERS[event_type](service, data, now))
+            prepared.update_later(
+                WebhookReceipt,
+                {"service": service, "webhook_id": webhook_id},
+                response_status=status,
+                response_body=text,
+            )
+            _keep(service, webhook_id, headers, body, now, status, "applied")
+        return status, text, False
+    except peewee.IntegrityError:
+        # Rolled back whole: if an applied delivery holds the receipt, this one is its redelivery.
+        with store.transaction():
+            earlier = earlier_answer(service, webhook_id, body)
+            if earlier is None:
+                raise
+            status, text = earlier
             _keep(service, webhook_id, headers, body, now, status, "replayed")
-            return status, text, True
-        status, text = respond(service_events.HANDLERS[event_type](service, data, now))
-        prepared.update_later(
-            WebhookReceipt,
-            {"service": service, "webhook_id": webhook_id},
-            response_status=status,
-            response_body=text,
-        )
-        _keep(service, webhook_id, headers, body, now, status, "applied")
-    return status, text, False
+        return status, text, True
 
 
 def keep_delivery(service, webhook_id, headers, body, now, status, code):

@@ -68,31 +68,42 @@ def fulfillment_order_view(fo, now):
     return fulfillment_order_views([fo], now)[0]
 
 
-def applied_views(fo, fulfillment, recorded_event, now):
-    """Render what one webhook delivery changed, its size bounded whatever the history (SPEC 4.2).
+def applied_reads(applied):
+    """The reads of `applied_views`, as (RowsByIds, ids) pairs for `selects.together`."""
+    fo, fulfillment = applied.fulfillment_order, applied.fulfillment
+    shipped = [fulfillment.id] if fulfillment is not None else []
+    return [
+        (_FO_LINES, [fo.id]),
+        (_CURRENT_REQUEST, [fo.id]),
+        (_FULFILLMENT_LINES, shipped),
+        (_LATEST_SHIPMENT_EVENT, shipped if applied.recorded_event else []),
+    ]
+
+
+def applied_views(applied, now):
+    """Render what one webhook delivery changed (`service_events.Applied`), its size bounded
+    whatever the history (SPEC 4.2).
 
     The FO carries only its current request (its latest), the fulfillment only the shipment
     event this delivery recorded, if any: the fulfillment's latest (the order's lock keeps
-    any other from being written meanwhile). All is read in one statement on PostgreSQL.
+    any other from being written meanwhile). All is read in one statement on PostgreSQL, unless
+    the delivery read it already, with the order's facts (`applied.rows`).
     """
-    shipped = [fulfillment.id] if fulfillment is not None else []
-    with store.snapshot():
-        lines, requests, fulfillment_lines, events = selects.together(
-            (_FO_LINES, [fo.id]),
-            (_CURRENT_REQUEST, [fo.id]),
-            (_FULFILLMENT_LINES, shipped),
-            (_LATEST_SHIPMENT_EVENT, shipped if recorded_event else []),
-        )
+    rows = applied.rows
+    if rows is None:
+        with store.snapshot():
+            rows = selects.together(*applied_reads(applied))
+    lines, requests, fulfillment_lines, events = rows
     parts = _Parts(
         fo_lines=_grouped(lines, _by_fo),
         merchant_requests=_grouped(requests, _by_fo),
         shipment_events=_grouped(events, _by_fulfillment),
         fulfillment_lines=_grouped(fulfillment_lines, _by_fulfillment),
     )
-    views = {"fulfillment_order": _render_fo(_rows_of(_FORow, [fo])[0], parts, now)}
-    if fulfillment is not None:
+    views = {"fulfillment_order": _render_fo(_rows_of(_FORow, [applied.fulfillment_order])[0], parts, now)}
+    if applied.fulfillment is not None:
         views["fulfillment"] = _render_fulfillment(
-            _rows_of(_FulfillmentRow, [fulfillment])[0], parts
+            _rows_of(_FulfillmentRow, [applied.fulfillment])[0], parts
         )
     return views
 

@@ -2,23 +2,31 @@
 
 from typing import NamedTuple
 
-from . import derived, shipments, store, timeline, transitions
+from . import derived, prepared, rendering, shipments, store, timeline, transitions
 from .errors import IdempotencyConflict, InvalidTransition
 from .fulfillment_orders import current_request
 from .locks import locked_fulfillment_order, locked_row
-from .models import Fulfillment, FulfillmentOrder
+from .models import Fulfillment, FulfillmentOrder, MerchantRequest
 from .statuses import effective_fo_status
 from .times import rfc3339
 from .vocabulary import Actor, MerchantRequestKind, MerchantRequestStatus, RequestStatus, TimelineKind
 
 
 class Applied(NamedTuple):
-    """What a delivery changed, for its answer: the FO, the fulfillment involved, and whether
-    it recorded a shipment event (the answer reads it back: the fulfillment's latest)."""
+    """What a delivery changed, for its answer: the FO, the fulfillment involved, whether it
+    recorded a shipment event (the answer reads it back: the fulfillment's latest), and the
+    answer's rows when they were read with the order's facts (`rendering.applied_reads`)."""
 
     fulfillment_order: FulfillmentOrder
     fulfillment: Fulfillment | None = None
     recorded_event: bool = False
+    rows: list | None = None
+
+
+def _refreshed(order, applied, now):
+    """Refresh the order's fulfillment facts, reading the answer's rows in the same statement."""
+    reads = rendering.applied_reads(applied)
+    return applied._replace(rows=derived.refresh_fulfillment_reading(order, now, reads))
 
 
 def _locked_fulfillment(service, external_id):
@@ -41,19 +49,31 @@ def _check_request_id(fo, data, now):
         )
 
 
-def _answer(fo, kind, status, data, now, answering=(MerchantRequestStatus.SUBMITTED,)):
-    request = current_request(fo, kind)
-    if request is not None and request.status in answering:
-        request.status = status
-        request.answered_at = now
-        request.answer_message = data.get("message")
-        request.save()
-    return request
+def _answer(fo, kind, status, data, now, answering=MerchantRequestStatus.SUBMITTED):
+    """Answer the FO's current request of `kind` if it is still `answering`; return its id or None.
+
+    Every fulfillment request is its FO's current one when made (`submit`), so that one is
+    answered without being read: the update changes it only while it is `answering`.
+    """
+    if kind == MerchantRequestKind.FULFILLMENT:
+        request_id = fo.current_request_id
+    else:
+        request = current_request(fo, kind)
+        request_id = request.id if request is not None else None
+    if request_id is not None:
+        prepared.update_later(
+            MerchantRequest,
+            {"id": request_id, "status": answering},
+            status=status,
+            answered_at=now,
+            answer_message=data.get("message"),
+        )
+    return request_id
 
 
 def _accept(order, fo, data, now, implicit=False):
     transitions.perform(fo, "accept", now)
-    request = _answer(
+    request_id = _answer(
         fo, MerchantRequestKind.FULFILLMENT, MerchantRequestStatus.ACCEPTED,
         data if not implicit else {}, now,
     )
@@ -65,7 +85,7 @@ def _accept(order, fo, data, now, implicit=False):
         fulfillment_order=fo,
         message=None if implicit else data.get("message"),
         data={
-            "request_id": request.id if request else None,
+            "request_id": request_id,
             "estimated_shipped_at": rfc3339(data.get("estimated_shipped_at")),
             "implicit": implicit,
         },
@@ -84,12 +104,13 @@ def _answering(action, kind, answer_status, event):
                 _accept(order, fo, data, now)
             else:
                 transitions.perform(fo, action, now)
-                request = _answer(fo, kind, answer_status, data, now)
-                if action == "accept_cancellation":
-                    cancelled = current_request(fo, MerchantRequestKind.FULFILLMENT)
-                    if cancelled is not None and cancelled.status == MerchantRequestStatus.ACCEPTED:
-                        cancelled.status = MerchantRequestStatus.CANCELLED
-                        cancelled.save()
+                request_id = _answer(fo, kind, answer_status, data, now)
+                if action == "accept_cancellation" and fo.current_request_id is not None:
+                    prepared.update_later(
+                        MerchantRequest,
+                        {"id": fo.current_request_id, "status": MerchantRequestStatus.ACCEPTED},
+                        status=MerchantRequestStatus.CANCELLED,
+                    )
                 timeline.record(
                     order,
                     event,
@@ -98,49 +119,57 @@ def _answering(action, kind, answer_status, event):
                     fulfillment_order=fo,
                     message=data.get("message"),
                     data={
-                        "request_id": request.id if request else None,
+                        "request_id": request_id,
                         "reason": data.get("reason"),
                     },
                 )
-            derived.refresh(order, now, {derived.FULFILLMENT})
-        return Applied(fo)
+            return _refreshed(order, Applied(fo), now)
 
     return handle
+
+
+def _known_shipment(service, external_id, fo):
+    """Return the shipment `external_id` already names: the same one again, unless another FO's."""
+    known = Fulfillment.get((Fulfillment.service == service) & (Fulfillment.external_id == external_id))
+    if known.fulfillment_order_id != fo.id:
+        raise IdempotencyConflict(
+            f"external_id {external_id!r} already records a shipment of "
+            f"fulfillment order {known.fulfillment_order_id}, not {fo.id}."
+        )
+    return known
 
 
 def report_shipment(service, data, now):
     """Record a shipment; the same `external_id` twice records one. Never drop a late shipment."""
     with store.transaction():
-        order, fo = locked_fulfillment_order(data["fulfillment_order_id"], service)
-        known = Fulfillment.get_or_none(
-            (Fulfillment.service == service) & (Fulfillment.external_id == data["external_id"])
+        order, fo, lines = locked_fulfillment_order(
+            data["fulfillment_order_id"], service, with_lines=True
         )
-        if known is not None:
-            if known.fulfillment_order_id != fo.id:
-                raise IdempotencyConflict(
-                    f"external_id {data['external_id']!r} already records a shipment of "
-                    f"fulfillment order {known.fulfillment_order_id}, not {fo.id}."
-                )
-            return Applied(fo, known)
-        late = not transitions.is_allowed(fo, "ship", now)
-        # A late shipment is explained by the state it arrived in, before it closes the FO.
-        before = f"{effective_fo_status(fo.status, fo.fulfill_at, now)} / {fo.request_status}"
-        chosen = shipments.select_lines(fo, data.get("line_items"), over_is_conflict=True)
-        if fo.request_status == RequestStatus.SUBMITTED and not late:
-            _accept(order, fo, {}, now, implicit=True)
-        fulfillment = shipments.record_fulfillment(
+        # Stored first: a shipment already reported is answered as it is, its lines unchecked.
+        fulfillment = shipments.new_fulfillment(
             order,
             fo,
-            chosen,
             now,
             created_by=Actor.SERVICE,
             external_id=data["external_id"],
             tracking=data.get("tracking"),
         )
+        if fulfillment is None:
+            return Applied(fo, _known_shipment(service, data["external_id"], fo))
+        late = not transitions.is_allowed(fo, "ship", now)
+        # A late shipment is explained by the state it arrived in, before it closes the FO.
+        before = f"{effective_fo_status(fo.status, fo.fulfill_at, now)} / {fo.request_status}"
+        chosen = shipments.select_lines(
+            fo, data.get("line_items"), over_is_conflict=True, lines=lines
+        )
+        shipments.check_something_chosen(fo, chosen)
+        if fo.request_status == RequestStatus.SUBMITTED and not late:
+            _accept(order, fo, {}, now, implicit=True)
+        shipments.count_shipped(fulfillment, chosen)
         if late:
             fo.needs_attention = True
         fo.updated_at = now
-        if not transitions.finish_if_done(fo, shipments.remaining_of(fo), now):
+        if not transitions.finish_if_done(fo, shipments.remaining_of(fo, lines), now):
             fo.save()
         notification = (
             shipments.notify_customer(order, fulfillment, now)
@@ -171,8 +200,7 @@ def report_shipment(service, data, now):
                 else None,
             },
         )
-        derived.refresh(order, now, {derived.FULFILLMENT})
-    return Applied(fo, fulfillment)
+        return _refreshed(order, Applied(fo, fulfillment), now)
 
 
 def update_tracking(service, data, now):
@@ -231,7 +259,7 @@ def close(service, data, now):
         transitions.perform(fo, "close", now)
         _answer(
             fo, MerchantRequestKind.FULFILLMENT, MerchantRequestStatus.CLOSED, data, now,
-            answering=(MerchantRequestStatus.ACCEPTED,),
+            answering=MerchantRequestStatus.ACCEPTED,
         )
         timeline.record(
             order,
@@ -241,8 +269,7 @@ def close(service, data, now):
             fulfillment_order=fo,
             message=data.get("message"),
         )
-        derived.refresh(order, now, {derived.FULFILLMENT})
-    return Applied(fo)
+        return _refreshed(order, Applied(fo), now)
 
 
 def message(service, data, now):

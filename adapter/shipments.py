@@ -9,18 +9,22 @@ from .vocabulary import MessageType, ShipmentStatus
 RANK = {status: rank for rank, status in enumerate(ShipmentStatus)}
 
 
-def select_lines(fo, requested, *, over_is_conflict):
-    """Turn `[{id, quantity}]` (FO line ids) into [(fo_line, quantity)]; None means all remaining.
-
-    Asking for more than remains is an over-fulfillment (409) for shipments and
-    a validation error (422) for requests.
-    """
-    lines = {
-        line.id: line
-        for line in FulfillmentOrderLine.select()
+def lines_of(fo):
+    """Return the FO's lines, in order."""
+    return list(
+        FulfillmentOrderLine.select()
         .where(FulfillmentOrderLine.fulfillment_order == fo.id)
         .order_by(FulfillmentOrderLine.id)
-    }
+    )
+
+
+def select_lines(fo, requested, *, over_is_conflict, lines=None):
+    """Turn `[{id, quantity}]` (FO line ids) into [(fo_line, quantity)]; None means all remaining.
+
+    `lines` are the FO's lines when already read. Asking for more than remains is an
+    over-fulfillment (409) for shipments and a validation error (422) for requests.
+    """
+    lines = {line.id: line for line in (lines_of(fo) if lines is None else lines)}
     if requested is None:
         return [(line, line.remaining_quantity) for line in lines.values() if line.remaining_quantity]
     errors, chosen, seen = {}, [], set()
@@ -48,15 +52,28 @@ def select_lines(fo, requested, *, over_is_conflict):
     return [(line, quantity) for line, quantity in chosen if quantity > 0]
 
 
-def record_fulfillment(order, fo, chosen, now, *, created_by, external_id=None, tracking=None):
+def record_fulfillment(order, fo, chosen, now, *, created_by, tracking=None):
     """Store a shipment of the chosen lines and count it against the FO; return it."""
+    check_something_chosen(fo, chosen)
+    fulfillment = new_fulfillment(order, fo, now, created_by=created_by, tracking=tracking)
+    count_shipped(fulfillment, chosen)
+    return fulfillment
+
+
+def check_something_chosen(fo, chosen):
+    """Refuse a shipment of nothing: an over-fulfillment (409)."""
     if not chosen:
         raise OverFulfillment(
             "Nothing remains to be fulfilled on this fulfillment order.",
             fulfillment_order_id=fo.id,
         )
+
+
+def new_fulfillment(order, fo, now, *, created_by, external_id=None, tracking=None):
+    """Store a shipment of the FO, its lines not yet counted (`count_shipped`); return it, or
+    None when the FO's service already has a shipment of that `external_id`."""
     tracking = tracking or {}
-    fulfillment = Fulfillment.create(
+    fulfillment = Fulfillment(
         order=order,
         fulfillment_order=fo,
         service=fo.service,
@@ -67,6 +84,14 @@ def record_fulfillment(order, fo, chosen, now, *, created_by, external_id=None, 
         tracking_url=tracking.get("url"),
         created_at=now,
     )
+    values = {name: value for name, value in fulfillment.__data__.items() if name != "id"}
+    fulfillment.id = prepared.insert_returning_id(Fulfillment, ignore_conflicts=True, **values)
+    fulfillment._dirty.clear()
+    return fulfillment if fulfillment.id is not None else None
+
+
+def count_shipped(fulfillment, chosen):
+    """Record the shipment's lines and count them against the FO's lines (in memory too)."""
     for fo_line, quantity in chosen:
         prepared.insert_later(
             FulfillmentLine, fulfillment=fulfillment.id, line_item=fo_line.line_item_id,
@@ -74,17 +99,11 @@ def record_fulfillment(order, fo, chosen, now, *, created_by, external_id=None, 
         )
         fo_line.fulfilled_quantity += quantity
         fo_line.save()
-    return fulfillment
 
 
-def remaining_of(fo):
-    """Return the FO's total unfulfilled quantity."""
-    return sum(
-        line.remaining_quantity
-        for line in FulfillmentOrderLine.select().where(
-            FulfillmentOrderLine.fulfillment_order == fo.id
-        )
-    )
+def remaining_of(fo, lines=None):
+    """Return the FO's total unfulfilled quantity; `lines`, its lines when already read."""
+    return sum(line.remaining_quantity for line in (lines_of(fo) if lines is None else lines))
 
 
 def notify_customer(order, fulfillment, now):

@@ -52,7 +52,7 @@ def _parse(body):
 
 
 def _respond(applied):
-    result = {"status": "applied", **rendering.applied_views(*applied, now())}
+    result = {"status": "applied", **rendering.applied_views(applied, now())}
     body, status, _ = rendered(result)
     return status, body
 

@@ -1,18 +1,19 @@
 """Statements whose results are not read travel with the next one, on PostgreSQL: fewer round
 trips, the same effects in the same order, and a failure still rolls back the whole transaction."""
 
+import json
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import peewee
 import pytest
 from conftest import fo_of
 
-from adapter import prepared, selects, store
+from adapter import prepared, selects, service_events, store
 from adapter.errors import NotFound
 from adapter.locks import locked_fulfillment_order
-from adapter.models import FulfillmentOrder, WebhookReceipt
+from adapter.models import FulfillmentOrder, TimelineEvent, WebhookReceipt
 
 AT = datetime(2026, 1, 1)
 
@@ -163,16 +164,112 @@ def test_the_locked_read_sees_what_the_previous_lock_holder_committed(app, postg
     assert seen == ["written while holding the lock"]
 
 
-def test_a_message_webhook_takes_four_round_trips(app, postgres_only, create_order, service, monkeypatch):
-    """Claim with BEGIN; lock and read the FO; the timeline write with the reads of the answer
-    (the FO's lines and current request); the answer and the delivery record with the COMMIT."""
-    fo = fo_of(create_order(), "acme")
-    service.send("acme", "fulfillment_order.message", {"fulfillment_order_id": fo["id"], "message": "warm"})
+def _fo_through_its_webhooks(api, service, order):
+    """Request an FO of `order` and send it each kind of webhook; yield (kind, response)."""
+    fo_id = fo_of(order, "acme")["id"]
+    assert api.post(f"/fulfillment_orders/{fo_id}/fulfillment_request", {}).status_code == 200
+    parcel = f"parcel-{fo_id}"
+    at = datetime.now(UTC).isoformat()
+    for kind, data in [
+        ("fulfillment_request.accepted", {"fulfillment_order_id": fo_id}),
+        ("fulfillment.created", {"fulfillment_order_id": fo_id, "external_id": parcel,
+                                 "tracking": {"number": "TH1"}}),
+        ("fulfillment.event", {"external_id": parcel, "status": "in_transit", "happened_at": at}),
+        ("fulfillment.tracking_updated", {"external_id": parcel, "tracking": {"number": "TH2"}}),
+        ("fulfillment_order.message", {"fulfillment_order_id": fo_id, "message": "hello"}),
+    ]:
+        yield kind, service.send("acme", kind, data)
+
+
+def test_each_webhook_takes_at_most_four_round_trips(
+    app, postgres_only, api, create_order, service, monkeypatch
+):
+    """A message, an event, a tracking update and an acceptance take three: BEGIN and the claim
+    with the lock and the read of the rows under it; the writes with the reads of the order's
+    facts and the answer; the answer and the delivery record with the COMMIT. A shipment takes
+    one more, for its row's id (which its lines and the answer name)."""
+    for _, response in _fo_through_its_webhooks(api, service, create_order()):
+        assert response.status_code == 200, response.body
+    order = create_order()
     trips = RoundTrips(monkeypatch)
-    response = service.send("acme", "fulfillment_order.message",
-                            {"fulfillment_order_id": fo["id"], "message": "hello"})
+    counted = {}
+    for kind, response in _fo_through_its_webhooks(api, service, order):
+        assert response.status_code == 200, response.body
+        counted[kind] = trips.count
+        trips.count = 0
+    del counted["fulfillment_request.accepted"]  # the count began with the merchant's request
+    assert counted == {
+        "fulfillment.created": 4,
+        "fulfillment.event": 3,
+        "fulfillment.tracking_updated": 3,
+        "fulfillment_order.message": 3,
+    }
+
+
+def test_an_acceptance_takes_three_round_trips(app, postgres_only, api, create_order, service, monkeypatch):
+    fo_id = fo_of(create_order(), "acme")["id"]
+    assert api.post(f"/fulfillment_orders/{fo_id}/fulfillment_request", {}).status_code == 200
+    trips = RoundTrips(monkeypatch)
+    response = service.send("acme", "fulfillment_request.accepted", {"fulfillment_order_id": fo_id})
     assert response.status_code == 200, response.body
-    assert trips.count == 4
+    assert trips.count == 3
+    assert response.body["fulfillment_order"]["merchant_requests"][-1]["status"] == "accepted"
+
+
+@pytest.mark.parametrize("first_ends", ["committed", "rolled back"])
+def test_a_redelivery_waits_for_the_first_delivery_then_replays_it_or_applies(
+    app, create_order, service, monkeypatch, first_ends
+):
+    """The claim travels with the handler's first statement: an identical delivery arriving
+    while the first one is being applied waits (PostgreSQL: at the receipt's unique index;
+    SQLite: for the write lock), then answers from the first's receipt — or, when the first
+    rolled back, applies itself."""
+    fo_id = fo_of(create_order(), "acme")["id"]
+    body = json.dumps({"type": "fulfillment_order.message", "timestamp": datetime.now(UTC).isoformat(),
+                       "data": {"fulfillment_order_id": fo_id, "message": "once"}})
+    handle = service_events.HANDLERS["fulfillment_order.message"]
+    applying, release = threading.Event(), threading.Event()
+
+    def held(*args):
+        applied = handle(*args)
+        if threading.current_thread().name == "first":
+            applying.set()
+            release.wait(10)
+            if first_ends == "rolled back":
+                raise RuntimeError("the first delivery fails after applying")
+        return applied
+
+    monkeypatch.setitem(service_events.HANDLERS, "fulfillment_order.message", held)
+    answers = {}
+
+    def deliver():
+        answers[threading.current_thread().name] = service.send(
+            "acme", "fulfillment_order.message", None, webhook_id="msg_redelivered", body=body
+        )
+
+    first = threading.Thread(target=deliver, name="first")
+    first.start()
+    assert applying.wait(10)
+    second = threading.Thread(target=deliver, name="second")
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), "the redelivery did not wait for the first delivery"
+    release.set()
+    first.join(10)
+    second.join(10)
+    with store.database.connection_context():
+        messages = TimelineEvent.select().where(
+            (TimelineEvent.fulfillment_order_id == fo_id) & (TimelineEvent.message == "once")
+        ).count()
+    assert messages == 1
+    if first_ends == "committed":
+        assert answers["first"].status_code == 200
+        assert answers["second"].headers.get("Idempotent-Replayed") == "true"
+        assert answers["second"].get_data() == answers["first"].get_data()
+    else:
+        assert answers["first"].status_code == 500
+        assert answers["second"].status_code == 200
+        assert "Idempotent-Replayed" not in answers["second"].headers
 
 
 def test_reads_together_give_what_each_read_gives_alone(app, api, create_order, service):
