@@ -31,10 +31,12 @@ def _params(model, values):
 
 
 @functools.cache
-def _insert_sql(kind, model, names, ignore_conflicts):
+def _insert_sql(kind, model, names, conflict_on):
     columns = ", ".join(_column(model, name) for name in names)
     marks = ", ".join([database.obj.param] * len(names))
-    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    conflict = ""
+    if conflict_on:
+        conflict = f" ON CONFLICT ({', '.join(_column(model, name) for name in conflict_on)}) DO NOTHING"
     return f"INSERT INTO {_table(model)} ({columns}) VALUES ({marks}){conflict}"
 
 
@@ -61,22 +63,20 @@ def _equal_to(model, names, separator, alias=None):
     return separator.join(f"{prefix}{_column(model, name)} = {database.obj.param}" for name in names)
 
 
-def insert(model, ignore_conflicts=False, **values):
-    """Insert one row; return how many rows were inserted (0 when a conflict was ignored)."""
-    sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
-    return store.run(sql, _params(model, values)).rowcount
-
-
 def insert_later(model, **values):
     """Insert one row whose result is not read: on PostgreSQL it travels with the next statement."""
-    sql = _insert_sql(type(database.obj), model, tuple(values), False)
+    sql = _insert_sql(type(database.obj), model, tuple(values), None)
     store.later(sql, _params(model, values))
 
 
-def insert_returning_id(model, ignore_conflicts=False, **values):
-    """Insert one row and return its new id (None when a conflict was ignored)."""
+def insert_returning_id(model, conflict_on=None, **values):
+    """Insert one row and return its new id.
+
+    `conflict_on` names the fields of a unique index: a row whose values there are taken
+    already is not inserted, and None is returned.
+    """
     postgres = isinstance(database.obj, peewee.PostgresqlDatabase)
-    sql = _insert_sql(type(database.obj), model, tuple(values), ignore_conflicts)
+    sql = _insert_sql(type(database.obj), model, tuple(values), conflict_on)
     cursor = store.run(sql + (" RETURNING id" if postgres else ""), _params(model, values))
     if postgres:
         row = cursor.fetchone()
@@ -92,7 +92,7 @@ def get_or_none(model, **equals):
 
 def locked_with_parent(parent, model, link, beside=None, children=None, **equals):
     """Lock the `parent` row that the `model` row whose fields equal `equals` links to, then
-    read both in one statement; return (parent, row), or (None, None).
+    read both in one statement; return (parent, row), or Nones when there is no such row.
 
     On PostgreSQL the lock is a row lock (FOR UPDATE, until the transaction ends) that travels
     with the read, in one round trip; the read starts once the lock is held, so it sees

@@ -94,6 +94,6 @@ def apply_once(service, webhook_id, headers, body, event_type, data, now, respon
 
 
 def keep_delivery(service, webhook_id, headers, body, now, status, code):
-    """Keep a verified delivery that was not applied (rejected, or answered from memory)."""
+    """Keep a verified delivery that was not applied: rejected, or stopped by a fault of ours."""
     with store.transaction():
         _keep(service, webhook_id, headers, body, now, status, code)

@@ -85,7 +85,9 @@ def new_fulfillment(order, fo, now, *, created_by, external_id=None, tracking=No
         created_at=now,
     )
     values = {name: value for name, value in fulfillment.__data__.items() if name != "id"}
-    fulfillment.id = prepared.insert_returning_id(Fulfillment, ignore_conflicts=True, **values)
+    fulfillment.id = prepared.insert_returning_id(
+        Fulfillment, conflict_on=("service", "external_id"), **values
+    )
     fulfillment._dirty.clear()
     return fulfillment if fulfillment.id is not None else None
 

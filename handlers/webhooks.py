@@ -81,7 +81,7 @@ def receive(service):
     try:
         event_type, data = _parse(body)
         try:
-            # A redelivery is recognised inside the transaction, after the checks of SPEC 4.2.
+            # A redelivery is recognised by its receipt, after the checks of SPEC 4.2.
             status, text, replayed = receipts.apply_once(
                 service, webhook_id, headers, body, event_type, data, received_at, _respond
             )

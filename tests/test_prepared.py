@@ -18,7 +18,7 @@ def test_a_row_inserted_by_a_prepared_statement_reads_back_through_the_model(cre
     order_id = create_order()["id"]
     at = datetime(2026, 11, 22, 3, 4, 5, 123456)
     with store.database.connection_context():
-        prepared.insert(
+        prepared.insert_returning_id(
             TimelineEvent, order=order_id, at=at, actor="service", kind="k", fulfillment_order_id=None,
             message="é ✓", data={"nested": [1, {"a": None}]},
         )
@@ -30,7 +30,7 @@ def test_a_row_inserted_by_a_prepared_statement_reads_back_through_the_model(cre
 
 def test_bytes_and_json_round_trip_and_select_by_equality(db):
     body = bytes(range(256))
-    prepared.insert(
+    prepared.insert_returning_id(
         WebhookDelivery, service="acme", webhook_id="msg_1", headers={"x": "1"}, body=body,
         received_at=datetime(2026, 1, 1), outcome_status=None, outcome_code=None,
     )
@@ -43,9 +43,15 @@ def test_bytes_and_json_round_trip_and_select_by_equality(db):
 def test_an_ignored_conflict_inserts_nothing_and_update_changes_only_matching_rows(db):
     receipt = {"body_sha256": "0" * 64, "response_status": 0, "response_body": "",
                "applied_at": datetime(2026, 1, 1)}
-    assert prepared.insert(WebhookReceipt, ignore_conflicts=True, service="a", webhook_id="w", **receipt) == 1
-    assert prepared.insert(WebhookReceipt, ignore_conflicts=True, service="a", webhook_id="w", **receipt) == 0
-    assert prepared.insert(WebhookReceipt, ignore_conflicts=True, service="b", webhook_id="w", **receipt) == 1
+    def insert(service):
+        return prepared.insert_returning_id(
+            WebhookReceipt, conflict_on=("service", "webhook_id"), service=service, webhook_id="w", **receipt
+        )
+
+    first = insert("a")
+    assert first is not None
+    assert insert("a") is None
+    assert insert("b") not in (None, first)
     changed = prepared.update(
         WebhookReceipt, {"service": "a", "webhook_id": "w"}, response_status=200, response_body="{}"
     )

@@ -100,7 +100,7 @@ def test_outside_a_transaction_a_later_write_runs_at_once(db):
 
 def test_a_failing_later_write_rolls_back_everything_before_it(db):
     with pytest.raises(peewee.IntegrityError), store.transaction():
-        prepared.insert(WebhookReceipt, **receipt("a"))
+        prepared.insert_returning_id(WebhookReceipt, **receipt("a"))
         prepared.insert_later(WebhookReceipt, **receipt("b"))
         prepared.insert_later(WebhookReceipt, **receipt("a"))  # the same key again
     assert kept() == []
@@ -316,7 +316,7 @@ def test_a_hot_statement_is_prepared_once_per_connection_then_only_executed(db, 
     sent = SentTexts(monkeypatch)
     for webhook_id in ("a", "b", "c"):
         with store.transaction():
-            prepared.insert(WebhookReceipt, **receipt(webhook_id))
+            prepared.insert_returning_id(WebhookReceipt, **receipt(webhook_id))
     inserts = [text for text in sent.texts if b"EXECUTE adapter_" in text]
     assert [text.count(b"PREPARE ") for text in inserts] == [1, 0, 0]
     assert b"webhook_receipt" not in inserts[1]  # only the name and the values travel
@@ -340,15 +340,15 @@ def test_after_a_failed_round_trip_its_statements_are_prepared_afresh(db, postgr
     """A PREPARE survives a rollback, and one after the failing statement never ran: either
     way the next use must neither re-create a name that exists nor execute one that does not."""
     with pytest.raises(peewee.IntegrityError), store.transaction():
-        prepared.insert(WebhookReceipt, **receipt("a"))
+        prepared.insert_returning_id(WebhookReceipt, **receipt("a"))
         if fails == "after its PREPARE":
-            prepared.insert(WebhookReceipt, **receipt("a"))  # PREPAREd, then the key is taken
+            prepared.insert_returning_id(WebhookReceipt, **receipt("a"))  # PREPAREd, then the key is taken
         else:
             prepared.insert_later(WebhookReceipt, **receipt("a"))
             prepared.update(WebhookReceipt, {"service": "acme", "webhook_id": "a"}, response_status=1)
     for _ in range(2):
         with store.transaction():
-            prepared.insert(WebhookReceipt, **receipt(f"b{_}"))
+            prepared.insert_returning_id(WebhookReceipt, **receipt(f"b{_}"))
             prepared.update(WebhookReceipt, {"service": "acme", "webhook_id": f"b{_}"}, response_status=2)
     assert kept() == [("b0", 2), ("b1", 2)]
 
@@ -381,7 +381,7 @@ def test_a_statement_whose_values_cannot_be_sent_leaves_nothing_half_prepared(db
     sql = f"SELECT webhook_id FROM webhook_receipt WHERE service = {store.database.obj.param}"
     with pytest.raises((peewee.ProgrammingError, peewee.InterfaceError)):
         store.run(sql, (object(),))  # the driver cannot send it
-    prepared.insert(WebhookReceipt, **receipt("a"))  # a round trip that succeeds
+    prepared.insert_returning_id(WebhookReceipt, **receipt("a"))  # a round trip that succeeds
     assert store.run(sql, ("acme",)).fetchone()[0] == "a"
 
 

@@ -5,12 +5,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 WAIT_MS = 10_000
+# Assertions wait as long as actions do: a loaded machine can take over 5 s to answer a form.
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="session")
