@@ -25,10 +25,26 @@ import weakref
 
 _queues = weakref.WeakSet()
 
-# Sleeps between tries of the file lock under gevent: short at first, since most
-# transactions take a millisecond or two, then longer, so a long wait costs little CPU.
-FIRST_RETRY_SECONDS = 0.0005
+# Pauses between tries of the file lock under gevent. A turn usually lasts a millisecond or
+# two, so while a wait is that short the tries stay 0.1-0.5 ms apart: a longer pause leaves the
+# lock free while this process sleeps, and the other process's writers, which do not sleep for
+# it, take turn after turn (a convoy: with pauses growing to 10 ms, the p99 of the webhook mix
+# was 45 ms instead of 17). A wait that goes on is for something long (a backup, a migration),
+# and the tries slow down to one every 10 ms, so it costs little CPU.
+FIRST_RETRY_SECONDS = 0.0001
+SHORT_RETRY_SECONDS = 0.0005
+SHORT_WAIT_SECONDS = 0.05
 LONGEST_RETRY_SECONDS = 0.01
+
+
+def pauses():
+    """Yield the pauses between tries of the file lock, in order (see above)."""
+    waited, pause = 0.0, FIRST_RETRY_SECONDS
+    while True:
+        yield pause
+        waited += pause
+        longest = SHORT_RETRY_SECONDS if waited < SHORT_WAIT_SECONDS else LONGEST_RETRY_SECONDS
+        pause = min(pause * 2, longest)
 
 
 def _gevent_sleep():
@@ -69,8 +85,7 @@ class WriterQueue:
         if sleep is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return True
-        pause = FIRST_RETRY_SECONDS
-        while True:
+        for pause in pauses():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
@@ -78,7 +93,6 @@ class WriterQueue:
                 if time.monotonic() >= deadline:
                     return False
             sleep(pause)
-            pause = min(pause * 2, LONGEST_RETRY_SECONDS)
 
     @contextlib.contextmanager
     def turn(self):

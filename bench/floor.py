@@ -252,8 +252,8 @@ def main():
         row("whole webhook through the Flask test client" + (" + the server's CPU" if server else ""),
             whole + (server or 0))
         row("no-op app through the Flask test client (Flask + werkzeug)", noop_in_process)
-        own = whole + (server or 0) - noop_in_process - floor
-        row("the adapter's own Python: whole - no-op - floor", own)
+        own = whole + (server or 0) - noop_in_process - floor - (flush or 0)
+        row("the adapter's own Python: whole - no-op - floor" + (" - a flush" if flush else ""), own)
         print()
         for name, _ in TARGETS[store_kind]:
             verdict = "below" if floor <= allowed[name] else "ABOVE"

@@ -140,6 +140,8 @@ def main():
     parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--gunicorn-conf", help="gunicorn config file, its worker class instead of "
+                        "--worker-class (as deployed: gunicorn.conf.py, gevent)")
     parser.add_argument("--mix", action="store_true", help="accept/ship/event mix instead of messages")
     parser.add_argument("--generator", default="auto", choices=("auto", "wrk", "python"))
     parser.add_argument("--keep", help="copy the raw py-spy stacks to this directory")
@@ -155,9 +157,10 @@ def main():
             ingest.SERVICE: {"workflow": "new", "url": f"http://{c.LOOPBACK}:{c.free_port()}/hooks",
                              "secret": c.SECRET, "timeout_seconds": 1}})
         env = c.adapter_env(url, config)
+        worker_class = None if options.gunicorn_conf else options.worker_class
         adapter = c.gunicorn_server("adapter", "app:create_app()", env, directory,
-                                    worker_class=options.worker_class, workers=options.workers,
-                                    threads=options.threads)
+                                    worker_class=worker_class, workers=options.workers,
+                                    threads=options.threads, conf=options.gunicorn_conf)
         rid = c.run_id()
         with adapter:
             if options.mix:
@@ -189,7 +192,10 @@ def main():
                 process.wait(options.seconds + 60)
             loader.join(options.seconds + 120)
         print(c.LoadResult(result).line("load during sampling") if result else "load did not finish")
-        print(f"gunicorn {c.describe_gunicorn(options.worker_class, options.workers, options.threads)}, "
+        gunicorn = c.describe_gunicorn(worker_class, options.workers, options.threads)
+        if options.gunicorn_conf:
+            gunicorn += f" -c {options.gunicorn_conf}"
+        print(f"{gunicorn}, "
               f"{'mix' if options.mix else 'messages'}, {len(pids)} workers sampled for "
               f"{options.seconds:g} s")
         stacks = []

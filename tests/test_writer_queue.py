@@ -1,6 +1,7 @@
 """SQLite writers queue for their turn: across processes, across threads, with a bounded wait."""
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from adapter import store
 from adapter.errors import StoreUnavailable
-from adapter.writer_queue import WriterQueue
+from adapter.writer_queue import WriterQueue, pauses
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ import json, subprocess, sys, time
 
 import gevent
 
-from adapter.writer_queue import WriterQueue
+from adapter.writer_queue import WriterQueue, pauses
 
 path, hold_seconds = sys.argv[1], float(sys.argv[2])
 queue = WriterQueue(path, timeout_seconds=float(sys.argv[3]))
@@ -184,3 +185,15 @@ def test_under_gevent_other_greenlets_run_while_another_process_holds_the_turn(
     assert waited - 0.2 < result["waited"] < waited + 1.0, result
     # A greenlet sleeping 10 ms at a time kept running the whole wait: a blocking flock allows one tick.
     assert result["ticks"] >= waited / 0.01 / 4, result
+
+
+def test_under_gevent_the_file_lock_is_tried_every_half_millisecond_then_every_ten_after_a_long_wait():
+    """Turns last a millisecond or two: tries far apart leave the lock free while this process
+    sleeps (a convoy); a wait of more than 50 ms is for something long, so tries slow down."""
+    schedule = list(itertools.islice(pauses(), 400))
+    waited = list(itertools.accumulate(schedule))
+    short = [pause for pause, total in zip(schedule, waited, strict=True) if total - pause < 0.05]
+    assert short[0] == 0.0001 and max(short) == 0.0005
+    assert 0.05 <= sum(short) < 0.051
+    assert schedule[len(short):len(short) + 6] == [0.001, 0.002, 0.004, 0.008, 0.01, 0.01]
+    assert set(schedule[len(short) + 4:]) == {0.01}
