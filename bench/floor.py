@@ -249,10 +249,9 @@ def main():
         if flush is not None:
             row("(not in the floor) a WAL flush, shared by the commits waiting on it", flush)
         print()
-        row("whole webhook through the Flask test client" + (" + the server's CPU" if server else ""),
-            whole + (server or 0))
+        row("whole webhook through the Flask test client (wall time: waits for the store included)", whole)
         row("no-op app through the Flask test client (Flask + werkzeug)", noop_in_process)
-        own = whole + (server or 0) - noop_in_process - floor - (flush or 0)
+        own = whole - noop_in_process - floor - (flush or 0)
         row("the adapter's own Python: whole - no-op - floor" + (" - a flush" if flush else ""), own)
         print()
         for name, _ in TARGETS[store_kind]:

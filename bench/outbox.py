@@ -249,7 +249,7 @@ def main():
             latencies = [(arrived[fo] - t) * 1000 for fo, t in sent_at.items() if fo in arrived]
             p50 = c.percentile(latencies, 50)
             longest = max(latencies) if latencies else None
-            print(f"   {len(sent_at)} requests (HTTP p50 {c.percentile(request_ms, 50):.1f} ms), "
+            print(f"   {len(sent_at)} requests (HTTP p50 {c.fmt(c.percentile(request_ms, 50), ' ms')}), "
                   f"{len(latencies)} "
                   f"arrived; request -> arrival p50 {c.fmt(p50, ' ms')}, p99 "
                   f"{c.fmt(c.percentile(latencies, 99), ' ms')}, max {c.fmt(longest, ' ms')}"

@@ -89,12 +89,22 @@ def parse_raw(path):
 
 
 def summarize(stacks, out=print):
+    # Under gevent the WAL flush runs in a thread of gevent's pool: its samples are the pool's,
+    # not the requests' (it waits for work most of the time).
+    pool = [(f, n) for f, n in stacks if any("gevent/threadpool.py" in file for _, file in f)]
+    if pool:
+        stacks = [(f, n) for f, n in stacks if not any("gevent/threadpool.py" in file for _, file in f)]
+        pooled = sum(n for _, n in pool)
+        flushing = sum(n for f, n in pool if any(named(func, "flush") and file.endswith("wal_flush.py")
+                                                 for func, file in f))
+        out(f"  gevent's thread pool (the WAL flush): {pooled:,} samples, flushing in "
+            f"{flushing / pooled * 100:.0f}% of them")
     serving = [(f, n) for f, n in stacks if any(named(func, "handle") and "gunicorn" in file
                                                  for func, file in f)]
     total = sum(n for _, n in stacks)
     busy = sum(n for _, n in serving)
-    out(f"  samples {total:,}; serving a request {busy:,} ({busy / total * 100:.0f}%), "
-        f"idle/waiting for a connection {total - busy:,}")
+    out(f"  samples of the request threads {total:,}; serving a request {busy:,} "
+        f"({busy / total * 100:.0f}%), idle/waiting for a connection {total - busy:,}")
     if not busy:
         return
     categories = Counter()
