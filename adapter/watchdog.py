@@ -12,6 +12,7 @@ import contextlib
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -155,6 +156,24 @@ class WatchedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+        self._pools = {}
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        """The connection pool of the request's origin, found once per origin and settings:
+        requests works it out afresh for every send (parsing the URL, a `stat` of the CA bundle
+        when one is set, building the pool's key)."""
+        scheme, host = urlsplit(request.url)[:2]
+        key = (scheme, host, verify, cert, tuple(sorted((proxies or {}).items())))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = super().get_connection_with_tls_context(
+                request, verify, proxies, cert
+            )
+        return pool
+
+    def close(self):
+        self._pools.clear()
+        super().close()
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)

@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import UTC, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -166,6 +167,42 @@ def test_the_client_still_uses_the_environment_s_proxy_and_ca_bundle(config, htt
     assert acme["proxies"]["https"] == "http://proxy.example:3128"
     assert acme["verify"] == beta["verify"] == "/etc/ssl/adapter-bundle.pem"
     assert "https" not in beta["proxies"]
+
+
+class _Answering(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_client_finds_its_connection_pool_once_and_afresh_once_closed(config, monkeypatch):
+    """requests works out the pool for every send (the URL parsed, the CA bundle's `stat`);
+    the client keeps it until it is closed."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/adapter-bundle.pem")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    found = []
+    find = requests.adapters.HTTPAdapter.get_connection_with_tls_context
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "get_connection_with_tls_context",
+                        lambda self, *args, **kwargs: found.append(args) or find(self, *args, **kwargs))
+    try:
+        client = ServiceClient("acme", f"http://127.0.0.1:{server.server_port}/hooks", ACME_SECRET, 2)
+        _, message = submitted()
+        statuses = [client.post(message, utcnow()).status_code for _ in range(3)]
+        assert (statuses, len(found)) == ([200, 200, 200], 1)
+        client.close()
+        assert client.post(message, utcnow()).status_code == 200
+        assert len(found) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_shipping_confirmation_goes_to_the_notifications_endpoint(config, http):
