@@ -190,3 +190,25 @@ def test_with_configured_tokens_401_does_not_reveal_them(api):
     assert response.status_code == 401
     assert TOKEN not in response.get_data(as_text=True)
     assert "configured" not in response.body["detail"]
+
+
+FREEZE_IN_A_WORKER = r"""
+import gc, runpy, sys
+from types import SimpleNamespace
+
+hooks = runpy.run_path(sys.argv[1])
+before = gc.get_freeze_count()
+hooks["post_worker_init"](SimpleNamespace(wsgi=object()))
+print(before, gc.get_freeze_count())
+"""
+
+
+def test_a_gunicorn_worker_freezes_what_it_loaded_out_of_the_collectors_full_passes(tmp_path, project_dir):
+    done = subprocess.run(
+        [sys.executable, "-c", FREEZE_IN_A_WORKER, os.path.join(project_dir, "gunicorn.conf.py")],
+        capture_output=True, text=True, timeout=60, cwd=project_dir,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split())
+    assert before == 0 and after > 10_000
