@@ -157,10 +157,14 @@ def post_worker_init(worker):
 
     What the worker has loaded by then lives as long as it does: frozen, it is left out of the
     garbage collector's full passes, which otherwise walk it all and stall every greenlet of the
-    worker (PostgreSQL webhook mix p99 39 ms against 35 ms frozen, bench/RESULTS.md §13).
+    worker (PostgreSQL webhook mix p99 39 ms against 35 ms frozen, bench/RESULTS.md §13). The
+    start's garbage is collected first, so none is kept for the worker's life; what of the frozen
+    part becomes garbage later is collected by `worker_exit`, while finalisers can still run (at
+    the interpreter's shutdown gevent can no longer run a logging handler's callbacks).
     """
     from adapter import dispatcher
 
+    gc.collect()
     gc.freeze()
     settings = getattr(worker.wsgi, "extensions", {}).get("adapter_settings")
     if settings is not None:  # not another app served with this file (the benchmarks' no-op)
@@ -173,3 +177,6 @@ def worker_exit(server, worker):
     from adapter import dispatcher
 
     dispatcher.stop_in_process(timeout=5)
+    # What was frozen at the start and is garbage now is collected while its finalisers can run.
+    gc.unfreeze()
+    gc.collect()
